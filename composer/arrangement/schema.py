@@ -1,0 +1,212 @@
+"""The arrangement: what a track is made of, as the user writes it in YAML.
+
+Every model is strict (unknown keys are errors), frozen, and documents each field; the JSON Schema
+that ``compose schema`` prints is generated from these classes, so editors can autocomplete.
+Cross-field rules that need precise locations (unique names, per-model limits, ...) live in
+:func:`semantic_problems`, which the loader maps to file lines.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from composer.engine.catalog import COMFORTABLE_S, DEFAULT_STRIDE_S, LONG_FORM_MAX_S, WINDOW_S, is_known_model
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+KEY_PATTERN = re.compile(r"^[A-G][#b]?(\s*(major|minor|maj|min|m))?$", re.IGNORECASE)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class Loudness(_Strict):
+    """Loudness targets for the finished mix."""
+
+    target_lufs: float = Field(
+        -14.0, ge=-40.0, le=-5.0, description="Integrated loudness of the mix, LUFS (BS.1770). Streaming: -14."
+    )
+    true_peak_dbtp: float = Field(
+        -1.0, ge=-9.0, le=0.0, description="True-peak ceiling of the mix, dBTP (oversampled peaks)."
+    )
+
+
+class Output(_Strict):
+    """File format of the mix and the stems."""
+
+    format: Literal["wav", "flac"] = Field("wav", description="Container: wav or flac.")
+    bit_depth: Literal[16, 24, "float"] = Field(24, description="16 or 24-bit PCM, or 32-bit float (wav only).")
+    sample_rate: Literal[32000, 44100, 48000] = Field(
+        44100, description="MusicGen renders at 32000 Hz; 44100/48000 are resampled with soxr (VHQ)."
+    )
+
+
+class Sampling(_Strict):
+    """Sampling parameters; unset fields inherit from the level above."""
+
+    cfg: float | None = Field(
+        None, ge=1.0, le=20.0, description="Classifier-free guidance scale (1 = off). MusicGen default 3."
+    )
+    top_k: int | None = Field(None, ge=0, le=2048, description="Sample among the k most likely codes (0 = off).")
+    top_p: float | None = Field(None, ge=0.0, le=1.0, description="Nucleus sampling mass (0 = off).")
+    temperature: float | None = Field(None, gt=0.0, le=5.0, description="Softmax temperature.")
+
+
+class GenerationDefaults(_Strict):
+    """Defaults for every section stem."""
+
+    model: str = Field("small", description="small, medium, large, or a MusicGen hub repo id (ORG/NAME).")
+    cfg: float = Field(3.0, ge=1.0, le=20.0, description="Classifier-free guidance scale (1 = off).")
+    top_k: int = Field(250, ge=0, le=2048, description="Sample among the k most likely codes (0 = off).")
+    top_p: float = Field(0.0, ge=0.0, le=1.0, description="Nucleus sampling mass (0 = off).")
+    temperature: float = Field(1.0, gt=0.0, le=5.0, description="Softmax temperature.")
+    window_s: float = Field(
+        WINDOW_S, gt=5.0, le=WINDOW_S, description="Longest single MusicGen window, s (the model knows 30 s)."
+    )
+    stride_s: float = Field(
+        DEFAULT_STRIDE_S,
+        gt=0.0,
+        le=WINDOW_S,
+        description="New audio per extra window, s; the rest of the window is the continuation prompt.",
+    )
+
+
+class Crossfade(_Strict):
+    """A crossfade length in seconds or in bars (at the arrangement's bpm); give at most one."""
+
+    crossfade_s: float | None = Field(None, ge=0.0, le=30.0, description="Crossfade length, seconds.")
+    crossfade_bars: float | None = Field(None, ge=0.0, le=32.0, description="Crossfade length, bars.")
+
+
+class TransitionDefaults(Crossfade):
+    """Defaults for the generated transition at every section boundary."""
+
+    model: str = Field("medium", description="Model for transitions: small, medium, large or a repo id.")
+    duration_s: float = Field(30.0, gt=0.0, le=WINDOW_S, description="Length of each transition, s.")
+    prompt_s: float = Field(
+        10.0, gt=0.0, le=20.0, description="Seconds of the previous section's tail used as continuation prompt."
+    )
+
+
+class TransitionSpec(Crossfade):
+    """Override for the boundary after one section. ``transition: none`` means a plain crossfade."""
+
+    type: Literal["generated", "crossfade"] = Field(
+        "generated", description="generated: a MusicGen continuation; crossfade: no transition segment."
+    )
+    model: str | None = Field(None, description="Model for this transition.")
+    duration_s: float | None = Field(None, gt=0.0, le=WINDOW_S, description="Length of this transition, s.")
+    prompt_s: float | None = Field(None, gt=0.0, le=20.0, description="Continuation prompt length, s.")
+    prompt: str | None = Field(None, max_length=2000, description="Extra text for the transition's prompt.")
+
+
+class Section(_Strict):
+    """One section of the track; rendered as one stem."""
+
+    name: str = Field(description="Unique name; used in file names (letters, digits, - and _).", pattern=NAME_PATTERN)
+    style: str | None = Field(None, description="A style from the style library (compose styles list).")
+    prompt: str | None = Field(None, max_length=4000, description="Prompt text; used alone or after the style.")
+    extra: str | None = Field(None, max_length=2000, description="Extra text appended to the style/prompt.")
+    duration_s: float = Field(gt=0.0, description="Length of the section's stem, seconds.")
+    model: str | None = Field(None, description="Model override for this stem.")
+    seed: int | None = Field(None, ge=0, lt=2**31, description="Seed override (default: derived from the track seed).")
+    generation: Sampling = Field(default_factory=Sampling, description="Sampling overrides for this stem.")
+    loudness_offset_lu: float = Field(0.0, ge=-20.0, le=6.0, description="Loudness relative to the track target, LU.")
+    allow_long: bool = Field(
+        False, description=f"Allow more than {COMFORTABLE_S:.0f} s (windowed continuation; expect drift)."
+    )
+    transition: TransitionSpec | None = Field(
+        None, description="Override for the boundary after this section; 'none' for a plain crossfade."
+    )
+
+    @field_validator("transition", mode="before")
+    @classmethod
+    def _none_means_crossfade(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "none":
+            return {"type": "crossfade"}
+        return value
+
+
+class Arrangement(_Strict):
+    """A track: global settings plus an ordered list of sections."""
+
+    title: str = Field(min_length=1, max_length=200, description="Title, written into the manifest and markers.")
+    bpm: float = Field(gt=20.0, le=300.0, description="Tempo; woven into every prompt and used for bar lengths.")
+    beats_per_bar: int = Field(4, ge=1, le=16, description="Beats per bar, for lengths given in bars.")
+    key: str | None = Field(None, description="Musical key, e.g. 'A minor', 'F#m'; woven into every prompt.")
+    seed: int = Field(0, ge=0, lt=2**31, description="Track seed; each segment's seed is derived from it.")
+    loudness: Loudness = Field(default_factory=Loudness, description="Loudness targets.")
+    output: Output = Field(default_factory=Output, description="Output format.")
+    generation: GenerationDefaults = Field(default_factory=GenerationDefaults, description="Stem defaults.")
+    transitions: TransitionDefaults = Field(default_factory=TransitionDefaults, description="Transition defaults.")
+    sections: list[Section] = Field(min_length=1, description="The sections, in order.")
+
+    def bars_to_s(self, bars: float) -> float:
+        """Length of ``bars`` bars at this arrangement's tempo, seconds."""
+        return bars * self.beats_per_bar * 60.0 / self.bpm
+
+
+Path_ = tuple[str | int, ...]
+
+
+def _crossfade_problems(spec: Crossfade, path: Path_) -> list[tuple[Path_, str]]:
+    if spec.crossfade_s is not None and spec.crossfade_bars is not None:
+        return [(path + ("crossfade_bars",), "give crossfade_s or crossfade_bars, not both")]
+    return []
+
+
+def _model_problems(model: str | None, path: Path_) -> list[tuple[Path_, str]]:
+    if model is not None and not is_known_model(model):
+        return [
+            (path, f"unknown model {model!r}; use small, medium, large or a hub repo id like facebook/musicgen-small")
+        ]
+    return []
+
+
+def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
+    """Cross-field problems, each with the path of the field to blame."""
+    problems: list[tuple[Path_, str]] = []
+    if arr.key is not None and not KEY_PATTERN.match(arr.key.strip()):
+        problems.append((("key",), f"unknown key {arr.key!r}; write e.g. 'A minor', 'C major', 'F#m'"))
+    problems += _model_problems(arr.generation.model, ("generation", "model"))
+    problems += _model_problems(arr.transitions.model, ("transitions", "model"))
+    problems += _crossfade_problems(arr.transitions, ("transitions",))
+    if arr.generation.stride_s >= arr.generation.window_s:
+        problems.append((("generation", "stride_s"), "stride_s must be shorter than window_s"))
+    seen: dict[str, str] = {}
+    last = len(arr.sections) - 1
+    for i, sec in enumerate(arr.sections):
+        at: Path_ = ("sections", i)
+        folded = sec.name.lower()  # case-insensitive file systems would merge these
+        if folded in seen:
+            problems.append((at + ("name",), f"duplicate section name {sec.name!r} (clashes with {seen[folded]!r})"))
+        seen.setdefault(folded, sec.name)
+        if not (sec.style or sec.prompt):
+            problems.append((at + ("style",), "give a style or a prompt (or both)"))
+        problems += _model_problems(sec.model, at + ("model",))
+        limit = LONG_FORM_MAX_S if sec.allow_long else COMFORTABLE_S
+        if sec.duration_s > limit:
+            hint = (
+                "split it into sections"
+                if sec.allow_long
+                else "split it into sections, or set allow_long: true for windowed generation"
+            )
+            problems.append((at + ("duration_s",), f"{sec.duration_s:g} s is above the {limit:.0f} s limit; {hint}"))
+        if sec.transition is not None:
+            if i == last:
+                problems.append((at + ("transition",), "the last section has no following boundary"))
+            problems += _model_problems(sec.transition.model, at + ("transition", "model"))
+            problems += _crossfade_problems(sec.transition, at + ("transition",))
+    return problems
+
+
+def arrangement_json_schema() -> dict[str, Any]:
+    """JSON Schema for arrangement files (``compose schema``)."""
+    schema = Arrangement.model_json_schema()
+    transition = schema["$defs"]["Section"]["properties"]["transition"]
+    transition.setdefault("anyOf", []).insert(0, {"const": "none", "type": "string"})
+    schema["title"] = "composer arrangement"
+    return schema

@@ -1,0 +1,41 @@
+"""Audio file I/O. Files are written atomically: temp file in the same folder, fsync, rename."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from composer.fsutil import atomic_path
+
+SUBTYPES = {16: "PCM_16", 24: "PCM_24", "float": "FLOAT"}
+
+
+def write_audio(
+    path: Path, audio: np.ndarray, sample_rate: int, bit_depth: int | str = 16, fmt: str | None = None
+) -> None:
+    """Write (channels, samples) float audio as WAV or FLAC, atomically.
+
+    Raises:
+        ValueError: bad shape, non-finite samples, or a format that cannot hold ``bit_depth``.
+    """
+    import soundfile as sf
+
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 2:
+        raise ValueError(f"audio must be (channels, samples), got shape {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    fmt = (fmt or path.suffix.lstrip(".") or "wav").upper()
+    if fmt == "FLAC" and bit_depth == "float":
+        raise ValueError("FLAC cannot store float samples; use 16 or 24-bit")
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), audio.T, sample_rate, subtype=SUBTYPES[bit_depth], format=fmt)
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Read an audio file as float32 (channels, samples) and its sample rate."""
+    import soundfile as sf
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(data.T), int(rate)

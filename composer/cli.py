@@ -1,0 +1,294 @@
+"""The `compose` command line. It only parses arguments, calls the library and prints.
+
+Heavy imports (torch, transformers) happen inside the commands that need them, so ``--help``,
+``validate``, ``schema`` and ``styles`` answer instantly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from composer.errors import ComposerError
+
+if TYPE_CHECKING:
+    from composer.settings import Settings
+
+app = typer.Typer(
+    name="compose",
+    help="Compose long-form tracks with MusicGen: arrangements of sections, transitions, loudness-matched mixes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+styles_app = typer.Typer(help="Browse the style library (styles/).", no_args_is_help=True)
+models_app = typer.Typer(help="Download and list MusicGen weights in the model cache.", no_args_is_help=True)
+app.add_typer(styles_app, name="styles")
+app.add_typer(models_app, name="models")
+
+ModelsOpt = Annotated[
+    str | None,  # noqa: UP007 (typer needs Optional on 3.10)
+    typer.Option(
+        "--models",
+        help="Model source: 'hub' (real weights) or 'tiny' (random tiny models: noise, for pipeline checks). "
+        "Default: $COMPOSER_MODELS or hub.",
+        show_default=False,
+    ),
+]
+DeviceOpt = Annotated[
+    str | None,  # noqa: UP007
+    typer.Option("--device", help="auto, cpu, cuda or cuda:N. Default: $COMPOSER_DEVICE or auto.", show_default=False),
+]
+StylesOpt = Annotated[
+    Path | None,  # noqa: UP007
+    typer.Option(
+        "--styles", help="Style library folder. Default: $COMPOSER_STYLES_DIR or ./styles.", show_default=False
+    ),
+]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn ComposerError into its message (one line per problem) and its exit code."""
+    try:
+        yield
+    except ComposerError as exc:
+        _err(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _err("interrupted")
+        raise typer.Exit(130) from None
+
+
+def _settings(models: str | None = None, device: str | None = None, styles: Path | None = None) -> Settings:
+    from composer.settings import MODEL_SOURCES, load_settings
+
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        _err(f"compose: {exc}")
+        raise typer.Exit(2) from None
+    if models is not None and models not in MODEL_SOURCES:
+        _err(f"compose: --models {models!r}: expected one of {', '.join(MODEL_SOURCES)}")
+        raise typer.Exit(2)
+    return settings.with_(model_source=models, device=device, styles_dir=styles)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Arrangement YAML files.", show_default=False)],
+    styles: StylesOpt = None,
+) -> None:
+    """Check arrangements; print every problem as FILE:LINE: field: message (exit 2 if any)."""
+    from composer.arrangement import load_arrangement
+    from composer.errors import ArrangementError
+    from composer.styles import StyleLibrary
+
+    with _user_errors():
+        library = StyleLibrary.load(_settings(styles=styles).styles_dir)
+        failed = False
+        for file in files:
+            try:
+                arrangement = load_arrangement(file, library)
+            except ArrangementError as exc:
+                _err(str(exc))
+                failed = True
+                continue
+            total = sum(s.duration_s for s in arrangement.sections)
+            typer.echo(f"{file}: ok ({len(arrangement.sections)} sections, {total:g} s of stems)")
+        if failed:
+            raise typer.Exit(2)
+
+
+@app.command()
+def schema() -> None:
+    """Print the arrangement JSON Schema (for editor autocompletion)."""
+    from composer.arrangement.schema import arrangement_json_schema
+
+    typer.echo(json.dumps(arrangement_json_schema(), indent=2))
+
+
+@styles_app.command("list")
+def styles_list(styles: StylesOpt = None) -> None:
+    """List the styles with their one-line descriptions."""
+    from composer.styles import StyleLibrary
+
+    with _user_errors():
+        library = StyleLibrary.load(_settings(styles=styles).styles_dir)
+        names = library.names()
+        width = max((len(n) for n in names), default=0)
+        for name in names:
+            style = library.get(name)
+            parent = f" (extends {style.chain[-2]})" if len(style.chain) > 1 else ""
+            typer.echo(f"{name:<{width}}  [{style.family}] {style.description}{parent}")
+
+
+@styles_app.command("show")
+def styles_show(name: Annotated[str, typer.Argument(help="Style name.")], styles: StylesOpt = None) -> None:
+    """Print a style's full prompt text (inheritance resolved)."""
+    from composer.styles import StyleLibrary
+
+    with _user_errors():
+        style = StyleLibrary.load(_settings(styles=styles).styles_dir).get(name)
+        typer.echo(f"# {style.name} [{style.family}]: {style.description}")
+        typer.echo(f"# chain: {' -> '.join(style.chain)}")
+        typer.echo(style.text)
+
+
+@app.command()
+def generate(
+    output: Annotated[Path, typer.Option("--output", "-o", help="WAV file to write.", show_default=False)],
+    duration: Annotated[float, typer.Option("--duration", "-d", help="Seconds of audio.", show_default=False)],
+    prompt: Annotated[str | None, typer.Option(help="Prompt text.", show_default=False)] = None,  # noqa: UP007
+    style: Annotated[str | None, typer.Option(help="Style from the library.", show_default=False)] = None,  # noqa: UP007
+    model: Annotated[str, typer.Option(help="small, medium, large or a hub repo id.")] = "small",
+    seed: Annotated[int | None, typer.Option(help="Seed (default: random, printed).", show_default=False)] = None,  # noqa: UP007
+    cfg: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 3.0,
+    top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off).")] = 250,
+    top_p: Annotated[float, typer.Option(help="Top-p sampling (0 = off).")] = 0.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    continue_from: Annotated[
+        Path | None,  # noqa: UP007
+        typer.Option(help="Audio file to continue; its last --prompt-seconds prime the model.", show_default=False),
+    ] = None,
+    prompt_seconds: Annotated[float, typer.Option(help="Seconds of --continue-from used as prompt.")] = 10.0,
+    allow_long: Annotated[bool, typer.Option(help="Allow more than 60 s (windowed continuation).")] = False,
+    models: ModelsOpt = None,
+    device: DeviceOpt = None,
+    styles: StylesOpt = None,
+) -> None:
+    """Generate one clip from a prompt or a style (the generate_fsdp.py workflow)."""
+    with _user_errors():
+        _generate(**locals())
+
+
+def _generate(
+    output: Path, duration: float, prompt: str | None, style: str | None, model: str, seed: int | None,
+    cfg: float, top_k: int, top_p: float, temperature: float, continue_from: Path | None,
+    prompt_seconds: float, allow_long: bool, models: str | None, device: str | None, styles: Path | None,
+) -> None:  # fmt: skip
+    import random
+    import time
+
+    from composer.engine.catalog import COMFORTABLE_S, LONG_FORM_MAX_S
+
+    if (prompt is None) == (style is None):
+        _err("compose generate: give exactly one of --prompt or --style")
+        raise typer.Exit(2)
+    limit = LONG_FORM_MAX_S if allow_long else COMFORTABLE_S
+    if not 0 < duration <= limit:
+        hint = "" if allow_long else " (use --allow-long for windowed generation up to 300 s)"
+        _err(f"compose generate: --duration must be in (0, {limit:g}] seconds{hint}")
+        raise typer.Exit(2)
+    if output.suffix.lower() not in (".wav", ".flac"):
+        _err(f"compose generate: --output {output}: use a .wav or .flac file name")
+        raise typer.Exit(2)
+    settings = _settings(models, device, styles)
+    text = prompt
+    if style is not None:
+        from composer.styles import StyleLibrary
+
+        text = StyleLibrary.load(settings.styles_dir).get(style).text
+    assert text is not None
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+
+    from composer.audio.io import read_audio, write_audio
+    from composer.engine.generate import GenerationRequest, SamplingParams, encode_audio
+    from composer.engine.generate import generate as run_generation
+    from composer.engine.models import load_model
+    from composer.fsutil import atomic_write_text
+
+    lm = load_model(model, settings)
+    prompt_tokens = None
+    if continue_from is not None:
+        audio, rate = read_audio(continue_from)
+        tail = audio[:, max(0, audio.shape[1] - int(prompt_seconds * rate)) :]
+        prompt_tokens = encode_audio(lm, tail, rate)
+    request = GenerationRequest(
+        text=text, duration_s=duration, seed=seed, prompt_tokens=prompt_tokens,
+        sampling=SamplingParams(guidance_scale=cfg, top_k=top_k, top_p=top_p, temperature=temperature),
+    )  # fmt: skip
+    started = time.perf_counter()
+    with _progress(f"generating {duration:g} s with {lm.repo_id}") as update:
+        result = run_generation(lm, request, progress=update)
+    elapsed = time.perf_counter() - started
+    write_audio(output, result.new_audio, result.sample_rate, bit_depth=16)
+    record = {
+        "output": output.name, "model": lm.repo_id, "revision": lm.revision, "source": lm.source,
+        "prompt": text, "style": style, "seed": seed, "duration_s": duration,
+        "sampling": {"cfg": cfg, "top_k": top_k, "top_p": top_p, "temperature": temperature},
+        "continue_from": str(continue_from) if continue_from else None,
+        "prompt_seconds": prompt_seconds if continue_from else None,
+        "sample_rate": result.sample_rate, "frames": int(result.new_tokens.shape[1]),
+        "device": str(lm.device), "seconds_taken": round(elapsed, 3),
+    }  # fmt: skip
+    atomic_write_text(output.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    n = result.new_audio.shape[1]
+    typer.echo(
+        f"wrote {output} ({n / result.sample_rate:.2f} s at {result.sample_rate} Hz, seed {seed}) in {elapsed:.1f} s"
+    )
+
+
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on an interactive terminal; silent otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@models_app.command("pull")
+def models_pull(
+    names: Annotated[list[str], typer.Argument(help="small, medium, large or repo ids.", show_default=False)],
+    models: ModelsOpt = None,
+) -> None:
+    """Download models into the model cache (tiny: build them)."""
+    from composer.engine.catalog import alias_of
+    from composer.engine.models import pull_model, resolve_repo_id
+
+    with _user_errors():
+        settings = _settings(models)
+        for name in names:
+            repo_id = resolve_repo_id(name, settings)
+            if settings.model_source == "tiny":
+                from composer.engine.tiny import ensure_tiny_model
+
+                ensure_tiny_model(alias_of(name) or name, settings.hub_cache)
+            else:
+                pull_model(repo_id, settings)
+            typer.echo(f"{repo_id}: in {settings.hub_cache}")
+
+
+@models_app.command("list")
+def models_list(models: ModelsOpt = None) -> None:
+    """Show the models in the model cache with their sizes."""
+    from composer.engine.models import list_cached
+
+    with _user_errors():
+        settings = _settings(models)
+        found = list_cached(settings)
+        if not found:
+            typer.echo(f"no models in {settings.hub_cache}; run `compose models pull small medium`")
+            return
+        for item in found:
+            typer.echo(f"{item.repo_id:<36} {item.size_bytes / 1e9:8.3f} GB  rev {item.revision[:10]}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point for the `compose` script and `python -m composer`."""
+    app(args=argv, prog_name="compose")

@@ -1,0 +1,50 @@
+"""Facts about MusicGen checkpoints that validation and planning need without loading torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FRAME_RATE_HZ = 50  # EnCodec 32 kHz with hop 640: one decoding step = one frame = 20 ms
+SAMPLE_RATE_HZ = 32_000
+WINDOW_S = 30.0  # MusicGen was trained on 30 s windows; longer needs windowed continuation
+DEFAULT_STRIDE_S = 18.0  # audiocraft's extend_stride: keep the last 12 s as the next prompt
+COMFORTABLE_S = 60.0  # above this, VRAM (decode) and musical drift get uncomfortable
+LONG_FORM_MAX_S = 300.0  # hard ceiling even when the user opts into long-form generation
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A named MusicGen checkpoint."""
+
+    alias: str
+    repo_id: str
+    decoder_params_m: int  # decoder parameters, millions
+    fp16_weights_gb: float
+
+
+MODELS: dict[str, ModelInfo] = {
+    "small": ModelInfo("small", "facebook/musicgen-small", 420, 0.84),
+    "medium": ModelInfo("medium", "facebook/musicgen-medium", 1840, 3.7),
+    "large": ModelInfo("large", "facebook/musicgen-large", 3260, 6.5),
+}
+
+# Tiny random-weight stand-ins (see composer.engine.tiny); "small" and "medium" differ in size.
+TINY_REPOS: dict[str, str] = {alias: f"composer-tiny/musicgen-{alias}" for alias in MODELS}
+
+
+def is_known_model(name: str) -> bool:
+    """True for an alias (small/medium/large) or something shaped like a hub repo id (ORG/NAME)."""
+    if name in MODELS:
+        return True
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and ".." not in name and " " not in name
+
+
+def alias_of(name: str) -> str | None:
+    """The alias for a name or a known repo id, else None."""
+    if name in MODELS:
+        return name
+    for info in MODELS.values():
+        if info.repo_id == name:
+            return info.alias
+    return None

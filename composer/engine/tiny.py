@@ -1,0 +1,131 @@
+"""Tiny MusicGen models with random weights, for pipeline checks and tests.
+
+They are built once into the model cache with ``save_pretrained`` in the Hugging Face cache layout
+(``hub/models--composer-tiny--musicgen-small/snapshots/<rev>/`` plus ``refs/main``) and then loaded
+through exactly the same ``from_pretrained`` path as real weights. Their output is noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from composer.engine.catalog import TINY_REPOS
+
+# decoder (hidden, layers, heads, ffn) per alias: "small" and "medium" differ so tests see two models
+TINY_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "small": (32, 2, 4, 64),
+    "medium": (64, 3, 4, 128),
+    "large": (96, 4, 4, 192),
+}
+TINY_VERSION = "2"
+
+_CORPUS_WORDS = """
+industrial ebm techno house deep acid minimal dub jazz noir modal ambient drone glitch experimental
+musique concrete tape collage bpm tempo beat kick snare hat hihat clap cymbal ride percussion drums
+bass bassline sub synth synthesizer analog digital pad pads chord chords stab stabs lead melody
+piano rhodes organ strings saxophone trumpet guitar upright walking brushed sequence sequenced
+distorted dark warm cold bright slow fast driving hypnotic melancholic calm energetic ominous reverb
+delay echo filter sweep riser noise texture field recording minor major key of in with and no the a
+an vocals singing four floor swing groove club night evolving layered sparse dense transition
+continue leading into section intro outro build drop break
+""".split()  # noqa: SIM905 (a word list reads better as prose)
+
+
+def _revision(alias: str) -> str:
+    return hashlib.sha1(f"composer-tiny-{TINY_VERSION}-{alias}".encode()).hexdigest()
+
+
+def _repo_folder(hub_cache: Path, repo_id: str) -> Path:
+    return hub_cache / ("models--" + repo_id.replace("/", "--"))
+
+
+def ensure_tiny_model(alias: str, hub_cache: Path) -> str:
+    """Build the tiny model for ``alias`` into ``hub_cache`` unless it is there; return its repo id.
+
+    Raises:
+        KeyError: unknown alias.
+    """
+    repo_id = TINY_REPOS[alias]
+    folder = _repo_folder(hub_cache, repo_id)
+    rev = _revision(alias)
+    snapshot = folder / "snapshots" / rev
+    if (snapshot / "config.json").is_file() and (folder / "refs" / "main").is_file():
+        return repo_id
+    (folder / "snapshots").mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder / "snapshots"))
+    try:
+        _build(alias, tmp)
+        try:
+            os.rename(tmp, snapshot)  # atomic: a half-built snapshot is never visible
+        except OSError:
+            if not (snapshot / "config.json").is_file():  # lost a race with another builder? fine if complete
+                raise
+        refs = folder / "refs"
+        refs.mkdir(exist_ok=True)
+        ref_tmp = refs / f".main.{os.getpid()}"
+        ref_tmp.write_text(rev)
+        os.replace(ref_tmp, refs / "main")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return repo_id
+
+
+def _build(alias: str, out: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import (
+        EncodecConfig,
+        EncodecFeatureExtractor,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenProcessor,
+        T5Config,
+        T5Tokenizer,
+    )
+
+    trainer_tok = Tokenizer(models.Unigram())
+    trainer_tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
+    )
+    lines = [" ".join(_CORPUS_WORDS[i : i + 12]) for i in range(0, len(_CORPUS_WORDS), 3)]
+    trainer_tok.train_from_iterator(lines + [str(n) for n in range(60, 200)], trainer)
+    vocab = [(tok, score) for tok, score in json.loads(trainer_tok.to_str())["model"]["vocab"]]
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
+
+    hidden, layers, heads, ffn = TINY_SHAPES[alias]
+    text = T5Config(  # type: ignore[call-arg]
+        vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+    )  # fmt: skip
+    codec = EncodecConfig(
+        sampling_rate=32000, audio_channels=1, upsampling_ratios=[8, 5, 4, 4], codebook_size=2048,
+        num_filters=4, hidden_size=16, codebook_dim=16, num_lstm_layers=1, target_bandwidths=[2.2],
+        normalize=False, chunk_length_s=None, overlap=None,
+    )  # fmt: skip
+    decoder = MusicgenDecoderConfig(
+        vocab_size=2048, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        ffn_dim=ffn, num_codebooks=4, max_position_embeddings=2048,
+    )  # fmt: skip
+    config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=decoder)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1234 + len(alias))
+        model = MusicgenForConditionalGeneration(config).eval()
+        # EnCodec codebooks start as zero buffers (real ones are learned by k-means): give them
+        # random entries, or every code would decode to the same sound.
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
+    model.generation_config.do_sample = True
+    model.generation_config.guidance_scale = 3.0
+    model.generation_config.top_k = 250
+    model.generation_config.max_length = 1503
+    model.save_pretrained(out)
+    MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tokenizer).save_pretrained(out)
+    (out / "COMPOSER_TINY_MODEL.txt").write_text("Random weights: output is noise, for pipeline checks only.\n")

@@ -1,0 +1,176 @@
+"""Arrangement loading: valid files pass, every problem is reported as FILE:LINE: field: message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from composer.arrangement import load_arrangement
+from composer.errors import ArrangementError
+from composer.styles import StyleLibrary
+from tests.conftest import REPO, STYLES
+
+GOOD = """\
+title: Test
+bpm: 120
+key: A minor
+sections:
+  - name: intro
+    style: industrial-ebm
+    duration_s: 20
+  - name: main
+    prompt: driving techno
+    duration_s: 30
+"""
+
+
+@pytest.fixture(scope="module")
+def library() -> StyleLibrary:
+    return StyleLibrary.load(STYLES)
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "a.yaml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def problems(path: Path, library: StyleLibrary | None = None) -> list[str]:
+    with pytest.raises(ArrangementError) as info:
+        load_arrangement(path, library)
+    return [str(p) for p in info.value.problems]
+
+
+def test_good_file_loads_with_defaults(tmp_path: Path, library: StyleLibrary) -> None:
+    arr = load_arrangement(write(tmp_path, GOOD), library)
+    assert [s.name for s in arr.sections] == ["intro", "main"]
+    assert arr.loudness.target_lufs == -14 and arr.loudness.true_peak_dbtp == -1
+    assert arr.generation.model == "small" and arr.generation.cfg == 3.0 and arr.generation.top_k == 250
+    assert arr.transitions.model == "medium" and arr.transitions.duration_s == 30
+    assert arr.output.sample_rate == 44100
+
+
+def test_examples_validate(library: StyleLibrary) -> None:
+    files = sorted((REPO / "arrangements").glob("*.yaml"))
+    assert files, "arrangements/ has example files"
+    for file in files:
+        load_arrangement(file, library)
+
+
+def test_wrong_type_names_line_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("duration_s: 30", "duration_s: long"))
+    [msg] = problems(path)
+    assert msg.startswith(f"{path}:10: sections[1].duration_s: ")
+    assert "number" in msg
+
+
+def test_unknown_key_suggests(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("    duration_s: 20", "    duraton_s: 20"))
+    msgs = problems(path)
+    assert f"{path}:7: sections[0].duraton_s: unknown field; did you mean 'duration_s'?" in msgs
+    assert any(m.startswith(f"{path}:5: sections[0].duration_s: required field is missing") for m in msgs)
+
+
+def test_every_problem_reported_sorted_by_line(tmp_path: Path) -> None:
+    text = GOOD.replace("bpm: 120", "bpm: 900").replace("duration_s: 30", "duration_s: -1")
+    text = text.replace("title: Test", "title: Test\ncolour: red")
+    msgs = problems(write(tmp_path, text))
+    lines = [int(m.split(":")[1]) for m in msgs]
+    assert len(msgs) == 3 and lines == sorted(lines)
+    assert any("bpm: must be less than or equal to 300" in m for m in msgs)
+
+
+def test_semantic_problems(tmp_path: Path, library: StyleLibrary) -> None:
+    text = """\
+title: T
+bpm: 120
+sections:
+  - name: a
+    style: industrial-ebmm
+    duration_s: 90
+  - name: A
+    duration_s: 10
+    model: tiny-thing
+    transition: none
+"""
+    path = write(tmp_path, text)
+    msgs = problems(path, library)
+    assert msgs[0].startswith(
+        f"{path}:5: sections[0].style: unknown style 'industrial-ebmm'; did you mean industrial-ebm"
+    )
+    assert msgs[1].startswith(f"{path}:6: sections[0].duration_s: 90 s is above the 60 s limit")
+    assert "allow_long" in msgs[1]
+    assert f"{path}:7: sections[1].name: duplicate section name 'A' (clashes with 'a')" in msgs
+    assert any(m.startswith(f"{path}:7: sections[1].style: give a style or a prompt") for m in msgs)
+    assert any(m.startswith(f"{path}:9: sections[1].model: unknown model 'tiny-thing'") for m in msgs)
+    assert f"{path}:10: sections[1].transition: the last section has no following boundary" in msgs
+
+
+def test_allow_long_opts_in(tmp_path: Path) -> None:
+    text = GOOD.replace("    duration_s: 20", "    duration_s: 90\n    allow_long: true")
+    assert load_arrangement(write(tmp_path, text)).sections[0].duration_s == 90
+    too_long = GOOD.replace("    duration_s: 20", "    duration_s: 400\n    allow_long: true")
+    assert any("above the 300 s limit" in m for m in problems(write(tmp_path, too_long)))
+
+
+def test_transition_none_and_override(tmp_path: Path) -> None:
+    text = GOOD.replace("    duration_s: 20", "    duration_s: 20\n    transition: none")
+    assert load_arrangement(write(tmp_path, text)).sections[0].transition.type == "crossfade"  # type: ignore[union-attr]
+    text = GOOD.replace(
+        "    duration_s: 20", "    duration_s: 20\n    transition:\n      model: large\n      crossfade_bars: 2"
+    )
+    arr = load_arrangement(write(tmp_path, text))
+    spec = arr.sections[0].transition
+    assert spec is not None and spec.type == "generated" and spec.model == "large"
+    assert arr.bars_to_s(spec.crossfade_bars or 0) == pytest.approx(4.0)  # 2 bars of 4/4 at 120 bpm
+    both = GOOD.replace(
+        "    duration_s: 20", "    duration_s: 20\n    transition:\n      crossfade_s: 1\n      crossfade_bars: 2"
+    )
+    assert any("crossfade_s or crossfade_bars, not both" in m for m in problems(write(tmp_path, both)))
+
+
+@pytest.mark.parametrize(
+    "content,needle,line",
+    [
+        (b"", "file is empty", None),
+        (b"title: [unclosed\n", "YAML syntax error", 2),
+        (b"title: x\nbpm: 120\nsections:\n\t- name: a\n", "not tabs", 4),
+        (b"title: x\nbpm: \xff\xfe\n", "not UTF-8", 2),
+        (b"- a\n- b\n", "expected a mapping", 1),
+        (b"title: x\nbpm: 120\nsections: []\n", "sections", 3),
+    ],
+)
+def test_broken_files(tmp_path: Path, content: bytes, needle: str, line: int | None) -> None:
+    path = write(tmp_path, content)
+    [msg] = problems(path)
+    assert needle in msg
+    prefix = f"{path}:{line}:" if line else f"{path}:"
+    assert msg.startswith(prefix)
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    assert problems(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: no such file"]
+    assert "not a file" in problems(tmp_path)[0]
+
+
+def test_oversized_file_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "#" * 1_100_000 + "\n")
+    assert "limited to" in problems(path)[0]
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "", "x" * 65, ".hidden", "with space"])
+def test_unsafe_section_names_refused(tmp_path: Path, name: str) -> None:
+    msgs = problems(write(tmp_path, GOOD.replace("name: intro", f"name: {name!r}")))
+    assert any("sections[0].name" in m for m in msgs)
+
+
+def test_bad_key_and_sample_rate(tmp_path: Path) -> None:
+    text = GOOD.replace("key: A minor", "key: H minor\noutput:\n  sample_rate: 22050")
+    msgs = problems(write(tmp_path, text))
+    assert any(":5: output.sample_rate: must be 32000, 44100 or 48000" in m for m in msgs)
+    text = GOOD.replace("key: A minor", "key: H minor")
+    assert any(":3: key: unknown key 'H minor'" in m for m in problems(write(tmp_path, text)))

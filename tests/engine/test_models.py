@@ -1,0 +1,72 @@
+"""Loading goes through from_pretrained on the HF cache layout; tiny models are built into it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from composer.engine.catalog import TINY_REPOS
+from composer.engine.models import cached_revision, list_cached, load_model, resolve_repo_id
+from composer.engine.tiny import TINY_SHAPES
+from composer.errors import ModelLoadingError
+from composer.settings import Settings, load_settings
+
+
+def test_tiny_models_use_hf_cache_layout(tiny_cache: Path) -> None:
+    folder = tiny_cache / "hub" / "models--composer-tiny--musicgen-small"
+    rev = (folder / "refs" / "main").read_text()
+    snapshot = folder / "snapshots" / rev
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json"):
+        assert (snapshot / name).is_file(), name
+    assert cached_revision("composer-tiny/musicgen-small", tiny_cache / "hub") == rev
+    assert not list((folder / "snapshots").glob(".build-*")), "no half-built snapshot left behind"
+
+
+def test_small_and_medium_differ(tiny_settings: Settings) -> None:
+    small = load_model("small", tiny_settings)
+    medium = load_model("medium", tiny_settings)
+    assert small.repo_id == TINY_REPOS["small"] and medium.repo_id == TINY_REPOS["medium"]
+    assert small.model.config.decoder.hidden_size == TINY_SHAPES["small"][0]
+    assert medium.model.config.decoder.num_hidden_layers == TINY_SHAPES["medium"][1]
+    assert small.sample_rate == 32000 and small.frame_rate == 50 and small.num_codebooks == 4
+    assert str(small.device) == "cpu" and str(small.dtype) == "torch.float32"
+
+
+def test_resolve_repo_ids(tmp_path: Path) -> None:
+    hub = load_settings(env={}, cwd=tmp_path)
+    assert resolve_repo_id("small", hub) == "facebook/musicgen-small"
+    assert resolve_repo_id("someone/musicgen-finetune", hub) == "someone/musicgen-finetune"
+    tiny = hub.with_(model_source="tiny")
+    assert resolve_repo_id("facebook/musicgen-medium", tiny) == TINY_REPOS["medium"]
+    with pytest.raises(ModelLoadingError, match="no tiny stand-in"):
+        resolve_repo_id("someone/other", tiny)
+    with pytest.raises(ModelLoadingError, match="unknown model"):
+        resolve_repo_id("huge", hub)
+
+
+def test_offline_missing_weights_is_one_clear_line(tmp_path: Path) -> None:
+    settings = load_settings(env={"HF_HUB_OFFLINE": "1", "COMPOSER_DEVICE": "cpu"}, cwd=tmp_path)
+    with pytest.raises(ModelLoadingError) as info:
+        load_model("medium", settings)
+    message = str(info.value)
+    assert "facebook/musicgen-medium" in message and "compose models pull medium" in message
+    assert "\n" not in message
+
+
+def test_corrupt_weights_reported(tmp_path: Path, tiny_cache: Path) -> None:
+    import shutil
+
+    hub = tmp_path / "hub"
+    shutil.copytree(tiny_cache / "hub" / "models--composer-tiny--musicgen-small", hub / "models--x--broken")
+    rev = (hub / "models--x--broken" / "refs" / "main").read_text()
+    (hub / "models--x--broken" / "snapshots" / rev / "model.safetensors").write_bytes(b"garbage")
+    settings = load_settings(env={"HF_HUB_OFFLINE": "1", "COMPOSER_CACHE_DIR": str(tmp_path)}, cwd=tmp_path)
+    with pytest.raises(ModelLoadingError, match="could not load x/broken"):
+        load_model("x/broken", settings)
+
+
+def test_list_cached(tiny_settings: Settings) -> None:
+    found = {m.repo_id: m for m in list_cached(tiny_settings)}
+    assert set(TINY_REPOS.values()) >= set(found) >= {TINY_REPOS["small"], TINY_REPOS["medium"]}
+    assert found[TINY_REPOS["medium"]].size_bytes > found[TINY_REPOS["small"]].size_bytes > 100_000

@@ -1,0 +1,143 @@
+"""The compose CLI end to end (typer's CliRunner): exit codes, output, files written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from typer.testing import CliRunner
+
+from composer.cli import app
+from tests.conftest import REPO
+
+runner = CliRunner()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("validate", "schema", "generate", "styles", "models"):
+        assert command in result.output
+
+
+def test_cli_import_stays_light() -> None:
+    """`compose --help` must not import torch or transformers (that is what keeps it instant)."""
+    code = "import sys, composer.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_python_dash_m_works() -> None:
+    out = subprocess.run([sys.executable, "-m", "composer", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and "generate" in out.stdout
+
+
+def test_generate_writes_requested_length_and_is_repeatable(tiny_env: Path, tmp_path: Path) -> None:
+    out = tmp_path / "clip.wav"
+    args = ["generate", "--model", "small", "--style", "industrial-ebm", "--duration", "2", "--seed", "42",
+            "--output", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    info = sf.info(str(out))
+    assert info.samplerate == 32000 and info.channels == 1 and info.frames == 2 * 32000
+    assert info.subtype == "PCM_16"
+    audio, _ = sf.read(str(out))
+    assert np.abs(audio).max() > 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["seed"] == 42 and record["model"] == "composer-tiny/musicgen-small"
+    assert record["style"] == "industrial-ebm" and "Electronic Body Music" in record["prompt"]
+    assert record["sampling"] == {"cfg": 3.0, "top_k": 250, "top_p": 0.0, "temperature": 1.0}
+    first = sha(out)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and sha(out) == first, "same seed must give byte-identical audio"
+    other = runner.invoke(app, args[:-3] + ["43", "--output", str(out)])
+    assert other.exit_code == 0 and sha(out) != first
+
+
+def test_generate_medium_with_prompt_and_continuation(tiny_env: Path, tmp_path: Path) -> None:
+    first = tmp_path / "a.wav"
+    assert runner.invoke(app, ["generate", "--prompt", "ambient drone", "-d", "1", "-o", str(first)]).exit_code == 0
+    record = json.loads(first.with_suffix(".json").read_text())
+    assert isinstance(record["seed"], int), "a random seed is chosen and recorded"
+    cont = tmp_path / "b.flac"
+    result = runner.invoke(
+        app,
+        ["generate", "--model", "medium", "--prompt", "ambient drone", "-d", "1.5", "-o", str(cont),
+         "--continue-from", str(first), "--prompt-seconds", "0.5", "--seed", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sf.info(str(cont)).frames == int(1.5 * 32000)
+    assert json.loads(cont.with_suffix(".json").read_text())["model"] == "composer-tiny/musicgen-medium"
+
+
+def test_generate_refuses_bad_requests(tiny_env: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.wav"
+    both = runner.invoke(app, ["generate", "--prompt", "p", "--style", "industrial-ebm", "-d", "1", "-o", str(out)])
+    assert both.exit_code == 2 and "exactly one of --prompt or --style" in both.output
+    long = runner.invoke(app, ["generate", "--prompt", "p", "-d", "90", "-o", str(out)])
+    assert long.exit_code == 2 and "--allow-long" in long.output
+    style = runner.invoke(app, ["generate", "--style", "nope", "-d", "1", "-o", str(out)])
+    assert style.exit_code == 2 and "unknown style 'nope'" in style.output
+    source = runner.invoke(app, ["generate", "--prompt", "p", "-d", "1", "-o", str(out), "--models", "huge"])
+    assert source.exit_code == 2
+    assert not out.exists()
+
+
+def test_generate_offline_without_weights(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COMPOSER_CACHE_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("COMPOSER_DEVICE", "cpu")
+    result = runner.invoke(app, ["generate", "--prompt", "p", "-d", "1", "-o", str(tmp_path / "x.wav")])
+    assert result.exit_code == 3
+    assert "compose models pull small" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_ok_and_broken(tmp_path: Path) -> None:
+    ok = runner.invoke(app, ["validate", str(REPO / "arrangements" / "ebm_set.yaml")])
+    assert ok.exit_code == 0 and "ok (" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: t\nbpm: 120\nsections:\n  - name: a\n    prompt: p\n    duration_s: -4\n")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}:6: sections[0].duration_s: must be greater than 0" in result.output
+
+
+def test_schema_is_json() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["title"] == "composer arrangement"
+
+
+def test_styles_list_and_show() -> None:
+    listing = runner.invoke(app, ["styles", "list"])
+    assert listing.exit_code == 0 and "industrial-ebm" in listing.output
+    shown = runner.invoke(app, ["styles", "show", "dub-techno"])
+    assert shown.exit_code == 0 and "minimal-techno -> dub-techno" in shown.output
+    missing = runner.invoke(app, ["styles", "show", "dub-tekno"])
+    assert missing.exit_code == 2 and "did you mean dub-techno" in missing.output
+
+
+def test_models_pull_and_list_tiny(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COMPOSER_CACHE_DIR", str(tmp_path))
+    empty = runner.invoke(app, ["models", "list"])
+    assert empty.exit_code == 0 and "no models" in empty.output
+    pulled = runner.invoke(app, ["models", "pull", "small", "--models", "tiny"])
+    assert pulled.exit_code == 0, pulled.output
+    listed = runner.invoke(app, ["models", "list"])
+    assert "composer-tiny/musicgen-small" in listed.output and "GB" in listed.output
+
+
+def test_models_pull_offline_is_one_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COMPOSER_CACHE_DIR", str(tmp_path))
+    result = runner.invoke(app, ["models", "pull", "small"])
+    assert result.exit_code == 3
+    assert result.output.strip() == "cannot download facebook/musicgen-small: HF_HUB_OFFLINE is set"
