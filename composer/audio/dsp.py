@@ -24,3 +24,18 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
     out = soxr.resample(audio.T, from_rate, to_rate, quality="VHQ")
     return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def highpass(audio: np.ndarray, sample_rate: int, cutoff_hz: float = 20.0) -> np.ndarray:
+    """Zero-phase 2nd-order Butterworth high-pass: removes DC offset and sub-sonic rumble.
+
+    Generated audio can carry a DC offset; left in, it eats headroom (the limiter would duck the
+    music to make room for it) while adding no loudness.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.shape[1] < 64:  # too short to filter meaningfully: just remove the mean
+        return audio - audio.mean(axis=1, keepdims=True)
+    sos = butter(2, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
+    return np.ascontiguousarray(sosfiltfilt(sos, audio, axis=1), dtype=np.float32)

@@ -75,6 +75,14 @@ def resolve_repo_id(name: str, settings: Settings) -> str:
     return MODELS[name].repo_id if name in MODELS else name
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' progress bars and expected warnings (pad/bos id 2048 is the special token)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def pick_device(requested: str) -> torch.device:
     """'auto' means CUDA when available, else CPU."""
     import torch
@@ -108,28 +116,14 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
         ModelLoadingError: the weights are not cached and cannot be fetched, or are unreadable.
     """
     repo_id = resolve_repo_id(name, settings)
-    if settings.model_source == "tiny":
-        from composer.engine.tiny import ensure_tiny_model
-
-        ensure_tiny_model(alias_of(name) or name, settings.hub_cache)
-    revision = cached_revision(repo_id, settings.hub_cache)
-    if revision is None:
-        if settings.offline:
-            raise ModelLoadingError(
-                f"{repo_id} is not in {settings.hub_cache} and HF_HUB_OFFLINE is set; "
-                f"run `compose models pull {alias_of(name) or name}` on a machine with internet"
-            )
-        pull_model(repo_id, settings)
-        revision = cached_revision(repo_id, settings.hub_cache) or "unknown"
+    revision = ensure_available(name, settings)
 
     import torch
     from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
-    from transformers.utils import logging as hf_logging
 
     device = pick_device(settings.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    hf_logging.set_verbosity_error()  # the pad/bos id 2048 warning is expected (2048 is the special token)
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     try:
         model = MusicgenForConditionalGeneration.from_pretrained(
             repo_id, cache_dir=settings.hub_cache, local_files_only=True, revision=revision,
@@ -152,6 +146,34 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
         _cast_encoder_output(model.text_encoder, dtype)  # T5 overflows in fp16: keep it fp32
     log.info("loaded %s@%s on %s (%s)", repo_id, revision[:10], device, dtype)
     return LoadedModel(name, repo_id, revision, settings.model_source, model, processor, device, dtype)
+
+
+def ensure_available(name: str, settings: Settings) -> str:
+    """Make sure the weights for ``name`` are in the cache (build tiny ones, download real ones).
+
+    Returns:
+        The cached snapshot revision.
+
+    Raises:
+        ModelLoadingError: offline and not cached, or the download failed.
+    """
+    repo_id = resolve_repo_id(name, settings)
+    if settings.model_source == "tiny":
+        from composer.engine.tiny import ensure_tiny_model
+
+        ensure_tiny_model(alias_of(name) or name, settings.hub_cache)
+    revision = cached_revision(repo_id, settings.hub_cache)
+    if revision is None:
+        if settings.offline:
+            raise ModelLoadingError(
+                f"{repo_id} is not in {settings.hub_cache} and HF_HUB_OFFLINE is set; "
+                f"run `compose models pull {alias_of(name) or name}` on a machine with internet"
+            )
+        pull_model(repo_id, settings)
+        revision = cached_revision(repo_id, settings.hub_cache)
+        if revision is None:
+            raise ModelLoadingError(f"{repo_id} was downloaded but its snapshot is incomplete; pull it again")
+    return revision
 
 
 def _cast_encoder_output(text_encoder: Any, dtype: torch.dtype) -> None:

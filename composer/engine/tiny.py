@@ -89,6 +89,9 @@ def _build(alias: str, out: Path) -> None:
         T5Tokenizer,
     )
 
+    from composer.engine.models import quiet_transformers
+
+    quiet_transformers()
     trainer_tok = Tokenizer(models.Unigram())
     trainer_tok.pre_tokenizer = pre_tokenizers.Metaspace()
     trainer = trainers.UnigramTrainer(
