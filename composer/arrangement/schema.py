@@ -74,10 +74,15 @@ class GenerationDefaults(_Strict):
     )
 
 
+DEFAULT_CROSSFADE_S = 2.0
+
+
 class Crossfade(_Strict):
     """A crossfade length in seconds or in bars (at the arrangement's bpm); give at most one."""
 
-    crossfade_s: float | None = Field(None, ge=0.0, le=30.0, description="Crossfade length, seconds.")
+    crossfade_s: float | None = Field(
+        None, ge=0.0, le=30.0, description=f"Crossfade length, seconds (default {DEFAULT_CROSSFADE_S:g})."
+    )
     crossfade_bars: float | None = Field(None, ge=0.0, le=32.0, description="Crossfade length, bars.")
 
 
@@ -121,6 +126,10 @@ class Section(_Strict):
     transition: TransitionSpec | None = Field(
         None, description="Override for the boundary after this section; 'none' for a plain crossfade."
     )
+    continue_from: Literal["previous"] | None = Field(
+        None,
+        description="'previous': this stem continues the previous section's audio (no transition between them).",
+    )
 
     @field_validator("transition", mode="before")
     @classmethod
@@ -147,6 +156,17 @@ class Arrangement(_Strict):
     def bars_to_s(self, bars: float) -> float:
         """Length of ``bars`` bars at this arrangement's tempo, seconds."""
         return bars * self.beats_per_bar * 60.0 / self.bpm
+
+    def crossfade_s(self, spec: Crossfade | None) -> float:
+        """Crossfade length for a boundary: the override's, else the transition defaults', else 2 s."""
+        for source in (spec, self.transitions):
+            if source is None:
+                continue
+            if source.crossfade_s is not None:
+                return source.crossfade_s
+            if source.crossfade_bars is not None:
+                return self.bars_to_s(source.crossfade_bars)
+        return DEFAULT_CROSSFADE_S
 
 
 Path_ = tuple[str | int, ...]
@@ -195,6 +215,13 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
                 else "split it into sections, or set allow_long: true for windowed generation"
             )
             problems.append((at + ("duration_s",), f"{sec.duration_s:g} s is above the {limit:.0f} s limit; {hint}"))
+        if sec.continue_from is not None:
+            if i == 0:
+                problems.append((at + ("continue_from",), "the first section has nothing to continue from"))
+            elif (before := arr.sections[i - 1].transition) is not None and before.type == "generated":
+                problems.append(
+                    (at + ("continue_from",), "the previous section asks for a generated transition into this one")
+                )
         if sec.transition is not None:
             if i == last:
                 problems.append((at + ("transition",), "the last section has no following boundary"))

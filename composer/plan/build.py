@@ -1,0 +1,258 @@
+"""Build the render plan from a validated arrangement.
+
+Segments: one stem per section and one generated transition per boundary (unless the boundary is
+a plain crossfade or the next section continues the previous one). Each segment gets a content
+hash over everything that determines its tokens, so unchanged segments are reused from the cache
+and a change reaches exactly the segments that depend on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from composer.arrangement.schema import Arrangement, Section
+from composer.engine.catalog import FRAME_RATE_HZ
+from composer.errors import ArrangementError, Problem
+from composer.settings import Settings
+from composer.styles import StyleLibrary
+
+PLAN_VERSION = 1  # bump when the meaning of a cached segment changes
+SEAM_S = 0.08  # crossfade at a continuation seam (the signals there are nearly identical)
+TRANSITION_TEXT = "A transition that grows out of the previous section and leads into this one."
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Resolved sampling parameters of one segment."""
+
+    cfg: float
+    top_k: int
+    top_p: float
+    temperature: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One generation: a section's stem or a transition."""
+
+    id: str  # "intro" for stems, "intro--drive" for transitions; used in file names
+    kind: Literal["stem", "transition"]
+    section: str  # the section (for transitions: the one it leaves)
+    model: str  # as written: small / medium / large / repo id
+    repo_id: str  # what the model source loads
+    revision: str  # cached snapshot revision, or "not-cached"
+    text: str
+    seed: int
+    take: int
+    sampling: Sampling
+    duration_s: float  # new audio
+    frames: int
+    window_s: float
+    stride_s: float
+    prompt_from: str | None  # id of the segment whose tail primes this one
+    prompt_s: float  # seconds of that tail
+    key: str = ""  # content hash; depends on prompt_from's key
+
+    @property
+    def prompt_frames(self) -> int:
+        return round(self.prompt_s * FRAME_RATE_HZ) if self.prompt_from else 0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a segment's new audio lands on the timeline."""
+
+    segment: str
+    start_s: float
+    end_s: float
+    join: Literal["start", "seam", "crossfade"]  # how it joins what comes before
+    crossfade_s: float  # overlap with what comes before (seam or crossfade)
+
+
+@dataclass
+class Plan:
+    """Everything needed to render, in dependency order."""
+
+    title: str
+    name: str  # arrangement file stem: output/<name>/
+    segments: list[Segment]
+    timeline: list[Placement]
+    length_s: float
+    warnings: list[str] = field(default_factory=list)
+
+    def segment(self, segment_id: str) -> Segment:
+        for seg in self.segments:
+            if seg.id == segment_id:
+                return seg
+        raise KeyError(segment_id)
+
+    def dependents(self, segment_id: str) -> list[str]:
+        """Segments whose content depends on ``segment_id`` (transitively), in plan order."""
+        affected = {segment_id}
+        for seg in self.segments:
+            if seg.prompt_from in affected:
+                affected.add(seg.id)
+        return [s.id for s in self.segments if s.id in affected and s.id != segment_id]
+
+
+def derive_seed(base: int, *parts: object) -> int:
+    """A stable 31-bit seed from a base seed and labels (independent of Python's hash seed)."""
+    digest = hashlib.sha256(json.dumps([base, *parts]).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def section_text(arr: Arrangement, section: Section, styles: StyleLibrary) -> str:
+    """The full prompt for a section: style, prompt, extra, then tempo and key."""
+    parts = []
+    if section.style:
+        parts.append(styles.get(section.style).text)
+    parts += [p.strip() for p in (section.prompt, section.extra) if p and p.strip()]
+    parts.append(f"{arr.bpm:g} BPM" + (f", in {arr.key}." if arr.key else "."))
+    return " ".join(parts)
+
+
+def _hash(payload: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def build_plan(
+    arr: Arrangement,
+    name: str,
+    styles: StyleLibrary,
+    settings: Settings,
+    seeds: dict[str, int] | None = None,
+    takes: dict[str, int] | None = None,
+    file: str = "",
+) -> Plan:
+    """Turn an arrangement into a plan.
+
+    Args:
+        arr: the validated arrangement.
+        name: output name (the arrangement file's stem).
+        styles: the style library.
+        settings: model source and cache (to resolve repo ids and revisions).
+        seeds: per-section seed overrides chosen by ``regen`` (win over the arrangement).
+        takes: the picked take per section (default 0).
+        file: the arrangement file, for error messages.
+
+    Raises:
+        ArrangementError: crossfades longer than the audio they join.
+    """
+    from composer.engine.models import cached_revision, resolve_repo_id
+
+    seeds = seeds or {}
+    takes = takes or {}
+    segments: list[Segment] = []
+    texts = [section_text(arr, s, styles) for s in arr.sections]
+    gen = arr.generation
+
+    def model_fields(model: str) -> tuple[str, str]:
+        repo = resolve_repo_id(model, settings)
+        return repo, cached_revision(repo, settings.hub_cache) or "not-cached"
+
+    def add(seg: Segment) -> None:
+        parent = next((s for s in segments if s.id == seg.prompt_from), None)
+        payload = asdict(seg) | {"key": None, "id": None, "section": None, "take": None, "model": None}
+        payload |= {"parent": parent.key if parent else None, "plan_version": PLAN_VERSION}
+        payload |= {"source": settings.model_source}
+        segments.append(Segment(**(asdict(seg) | {"sampling": seg.sampling, "key": _hash(payload)})))
+
+    for i, sec in enumerate(arr.sections):
+        model = sec.model or gen.model
+        repo, rev = model_fields(model)
+        take = takes.get(sec.name, 0)
+        base = seeds.get(sec.name, sec.seed if sec.seed is not None else derive_seed(arr.seed, "stem", sec.name))
+        seed = base if take == 0 else derive_seed(base, "take", take)
+        o = sec.generation
+        prompt_from = None
+        if sec.continue_from == "previous":
+            prompt_from = segments[-1].id
+        add(
+            Segment(
+                id=sec.name, kind="stem", section=sec.name, model=model, repo_id=repo, revision=rev,
+                text=texts[i], seed=seed, take=take,
+                sampling=Sampling(
+                    cfg=o.cfg if o.cfg is not None else gen.cfg,
+                    top_k=o.top_k if o.top_k is not None else gen.top_k,
+                    top_p=o.top_p if o.top_p is not None else gen.top_p,
+                    temperature=o.temperature if o.temperature is not None else gen.temperature,
+                ),
+                duration_s=sec.duration_s, frames=round(sec.duration_s * FRAME_RATE_HZ),
+                window_s=gen.window_s, stride_s=gen.stride_s,
+                prompt_from=prompt_from, prompt_s=arr.transitions.prompt_s if prompt_from else 0.0,
+            )
+        )  # fmt: skip
+        if i + 1 < len(arr.sections) and _has_transition(arr, i):
+            spec = sec.transition
+            nxt = arr.sections[i + 1]
+            t_model = (spec.model if spec and spec.model else None) or arr.transitions.model
+            t_repo, t_rev = model_fields(t_model)
+            duration = (spec.duration_s if spec and spec.duration_s else None) or arr.transitions.duration_s
+            extra = f" {spec.prompt.strip()}" if spec and spec.prompt else ""
+            add(
+                Segment(
+                    id=f"{sec.name}--{nxt.name}", kind="transition", section=sec.name, model=t_model,
+                    repo_id=t_repo, revision=t_rev, text=f"{texts[i + 1]} {TRANSITION_TEXT}{extra}",
+                    seed=derive_seed(arr.seed, "transition", sec.name, nxt.name), take=0,
+                    sampling=Sampling(gen.cfg, gen.top_k, gen.top_p, gen.temperature),
+                    duration_s=duration, frames=round(duration * FRAME_RATE_HZ),
+                    window_s=gen.window_s, stride_s=gen.stride_s, prompt_from=sec.name,
+                    prompt_s=(spec.prompt_s if spec and spec.prompt_s else None) or arr.transitions.prompt_s,
+                )
+            )  # fmt: skip
+    timeline, problems = _place(arr, segments, file)
+    if problems:
+        raise ArrangementError(problems)
+    length = timeline[-1].end_s
+    warnings = []
+    if not 90.0 <= length <= 180.0:
+        warnings.append(f"the track is {length:.1f} s long; composer aims for 90-180 s")
+    for seg in segments:
+        if seg.prompt_from and seg.prompt_s > _segment(segments, seg.prompt_from).duration_s:
+            warnings.append(f"{seg.id}: prompt_s {seg.prompt_s:g} s is longer than {seg.prompt_from}; using all of it")
+    return Plan(arr.title, name, segments, timeline, length, warnings)
+
+
+def _segment(segments: list[Segment], segment_id: str) -> Segment:
+    return next(s for s in segments if s.id == segment_id)
+
+
+def _has_transition(arr: Arrangement, i: int) -> bool:
+    spec = arr.sections[i].transition
+    if arr.sections[i + 1].continue_from == "previous":
+        return False
+    return spec is None or spec.type == "generated"
+
+
+def _place(arr: Arrangement, segments: list[Segment], file: str) -> tuple[list[Placement], list[Problem]]:
+    """Lay segments end to end: seams where one continues the other, crossfades elsewhere."""
+    timeline: list[Placement] = []
+    problems: list[Problem] = []
+    section_index = {s.name: i for i, s in enumerate(arr.sections)}
+    for seg in segments:
+        if not timeline:
+            timeline.append(Placement(seg.id, 0.0, seg.duration_s, "start", 0.0))
+            continue
+        prev = timeline[-1]
+        if seg.prompt_from == prev.segment:  # continuation: the new audio starts where the prompt ended
+            start, join, overlap = prev.end_s, "seam", min(SEAM_S, seg.duration_s, prev.end_s - prev.start_s)
+        else:
+            owner = arr.sections[section_index[_segment(segments, prev.segment).section]]
+            overlap = arr.crossfade_s(owner.transition)
+            shortest = min(seg.duration_s, prev.end_s - prev.start_s)
+            if overlap > shortest:
+                field_path = f"sections[{section_index[owner.name]}].transition" if owner.transition else "transitions"
+                problems.append(
+                    Problem(
+                        file, None, field_path,
+                        f"crossfade of {overlap:g} s into {seg.id!r} is longer than the audio it joins "
+                        f"({shortest:g} s)",
+                    )
+                )  # fmt: skip
+                overlap = shortest
+            start, join = prev.end_s - overlap, "crossfade"
+        timeline.append(Placement(seg.id, start, start + seg.duration_s, join, overlap))  # type: ignore[arg-type]
+    return timeline, problems
