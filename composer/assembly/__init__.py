@@ -1,0 +1,1 @@
+"""Segments -> one track: crossfades, loudness matching, true-peak limiting (stage 4). Pure numpy."""

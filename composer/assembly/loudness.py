@@ -1,0 +1,61 @@
+"""Loudness (ITU-R BS.1770 via pyloudnorm) and gain helpers."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+BLOCK_S = 0.4  # BS.1770 gating block
+SILENCE_LUFS = -70.0  # the absolute gate: anything quieter has no defined loudness
+
+
+def db_to_gain(db: float | np.ndarray) -> np.ndarray:
+    """Decibels to linear gain (works elementwise)."""
+    return np.power(10.0, np.asarray(db, dtype=np.float64) / 20.0)
+
+
+def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
+    """Integrated loudness in LUFS, or None when undefined (shorter than 400 ms, or silent).
+
+    Raises:
+        ValueError: audio is not (channels, samples) or holds NaN/inf.
+    """
+    import pyloudnorm
+
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.ndim != 2:
+        raise ValueError(f"audio must be (channels, samples), got shape {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    if audio.shape[1] < int(BLOCK_S * sample_rate) + 1:
+        return None
+    meter = pyloudnorm.Meter(sample_rate)
+    value = float(meter.integrated_loudness(audio.T if audio.shape[0] > 1 else audio[0]))
+    if not np.isfinite(value) or value < SILENCE_LUFS:
+        return None
+    return value
+
+
+def short_term_lufs(audio: np.ndarray, sample_rate: int, hop_s: float = 0.5, window_s: float = 3.0) -> np.ndarray:
+    """Short-term loudness (3 s window) every ``hop_s`` seconds; NaN where undefined. Returns (times, lufs)."""
+    n = audio.shape[1]
+    win = int(window_s * sample_rate)
+    hop = int(hop_s * sample_rate)
+    starts = range(0, max(n - win, 0) + 1, hop) if n >= win else [0]
+    values = []
+    for start in starts:
+        value = integrated_lufs(audio[:, start : start + win], sample_rate)
+        values.append(np.nan if value is None else value)
+    times = np.array([(s + min(win, n) / 2) / sample_rate for s in starts])
+    return np.stack([times, np.array(values)])
+
+
+def gain_to_target_db(audio: np.ndarray, sample_rate: int, target_lufs: float, max_gain_db: float = 30.0) -> float:
+    """Gain in dB that brings ``audio`` to ``target_lufs`` (0 when loudness is undefined), clamped."""
+    measured = integrated_lufs(audio, sample_rate)
+    if measured is None:
+        log.warning("loudness undefined (silent or shorter than 400 ms): leaving the gain unchanged")
+        return 0.0
+    return float(np.clip(target_lufs - measured, -max_gain_db, max_gain_db))

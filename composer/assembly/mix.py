@@ -1,0 +1,157 @@
+"""Lay the segments on the timeline, match their loudness, and master the mix.
+
+Every segment becomes one *track*: its audio (extended backwards over a continuation seam), a gain
+envelope that brings it to its section's loudness, and fades where it overlaps its neighbours. The
+mix is the sum of the tracks; the tracks themselves are the DAW-aligned stems.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from composer.arrangement.schema import Arrangement
+from composer.assembly.crossfade import Curve, fade_curves
+from composer.assembly.limiter import limit, true_peak_db
+from composer.assembly.loudness import db_to_gain, integrated_lufs
+from composer.audio.dsp import highpass, resample
+from composer.plan import Plan
+from composer.render.cache import CachedSegment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Track:
+    """One segment placed on the timeline (at the engine's sample rate)."""
+
+    segment: str
+    start: int  # first sample on the timeline (a seam starts before the placement's start)
+    audio: np.ndarray  # float32 (channels, n): gain and fades applied
+    measured_lufs: float | None  # of the segment's new audio, before gain
+    gain_db: tuple[float, float]  # gain at its start and end (equal unless it ramps between sections)
+
+
+@dataclass
+class Assembly:
+    """The assembled, unmastered timeline."""
+
+    sample_rate: int
+    length: int  # samples
+    tracks: list[Track]
+
+    def mix(self) -> np.ndarray:
+        channels = self.tracks[0].audio.shape[0] if self.tracks else 1
+        out = np.zeros((channels, self.length), np.float64)
+        for track in self.tracks:
+            out[:, track.start : track.start + track.audio.shape[1]] += track.audio
+        return out.astype(np.float32)
+
+
+@dataclass
+class Master:
+    """The finished mix and what mastering did."""
+
+    audio: np.ndarray  # float32 (channels, n) at the output rate
+    sample_rate: int
+    master_gain_db: float
+    integrated_lufs: float | None
+    true_peak_dbtp: float
+    max_reduction_db: float  # deepest limiter gain reduction
+
+
+def assemble(plan: Plan, arr: Arrangement, segments: dict[str, CachedSegment], rate: int) -> Assembly:
+    """Place, loudness-match and fade every segment of the plan, at the output sample rate ``rate``.
+
+    Segments are resampled first, so loudness is measured on what ends up in the file.
+    """
+    sections = {s.name: s for s in arr.sections}
+    order = [s.name for s in arr.sections]
+    targets = {name: arr.loudness.target_lufs + sections[name].loudness_offset_lu for name in order}
+    placements = plan.timeline
+    tracks: list[Track] = []
+    for i, place in enumerate(placements):
+        seg = plan.segment(place.segment)
+        cached = segments[seg.id]
+        # the whole decode (prompt re-decode included), so the seam region is treated alike on both sides
+        full = highpass(resample(cached.audio, cached.sample_rate, rate), rate)
+        hop_start = cached.prompt_frames * cached.hop * rate // cached.sample_rate
+        new = full[:, hop_start:]
+        measured = _measure(new, rate, seg.id)
+        if seg.kind == "stem":
+            start_target = end_target = targets[seg.section]
+        else:  # a transition ramps from the section it leaves to the next one
+            start_target = targets[seg.section]
+            end_target = targets[order[order.index(seg.section) + 1]]
+        gains = (0.0, 0.0) if measured is None else (start_target - measured, end_target - measured)
+
+        overlap_in = int(round(place.crossfade_s * rate))
+        curve_in: Curve = "linear" if place.join == "seam" else "equal_power"
+        if place.join == "seam":  # extend back over the re-decoded prompt, which mirrors the previous tail
+            overlap_in = min(overlap_in, hop_start)
+            audio = full[:, hop_start - overlap_in :]
+            start = int(round(place.start_s * rate)) - overlap_in
+        else:
+            audio = new
+            start = int(round(place.start_s * rate))
+        audio = audio.astype(np.float64)
+        envelope = db_to_gain(np.linspace(gains[0], gains[1], audio.shape[1]))
+        if overlap_in:
+            envelope[:overlap_in] *= fade_curves(overlap_in, curve_in)[1]
+        if i + 1 < len(placements):
+            nxt = placements[i + 1]
+            n_out = int(round(nxt.crossfade_s * rate))
+            if nxt.join == "seam":
+                nxt_cached = segments[nxt.segment]
+                n_out = min(n_out, nxt_cached.prompt_frames * nxt_cached.hop * rate // nxt_cached.sample_rate)
+            if n_out:
+                curve_out: Curve = "linear" if nxt.join == "seam" else "equal_power"
+                envelope[audio.shape[1] - n_out :] *= fade_curves(n_out, curve_out)[0]
+        tracks.append(Track(seg.id, start, (audio * envelope).astype(np.float32), measured, gains))
+    length = max(t.start + t.audio.shape[1] for t in tracks)
+    return Assembly(rate, length, tracks)
+
+
+def _measure(audio: np.ndarray, rate: int, name: str) -> float | None:
+    value = integrated_lufs(audio, rate)
+    if value is None:
+        log.warning("%s: loudness undefined (silent or under 400 ms); its level is left as generated", name)
+    return value
+
+
+def master(mix: np.ndarray, rate: int, target_lufs: float, ceiling_dbtp: float, iterations: int = 4) -> Master:
+    """Normalise to the integrated target and hold the true peak under the ceiling.
+
+    The limiter lowers loudness a little where it works, so the gain is corrected and the limiter
+    rerun (from the unlimited signal) until the result is within 0.1 LU or ``iterations`` runs out.
+    """
+    measured = integrated_lufs(mix, rate)
+    gain_db = 0.0 if measured is None else float(np.clip(target_lufs - measured, -40.0, 40.0))
+    best: Master | None = None
+    for _ in range(iterations):
+        limited, gain = limit((mix * db_to_gain(gain_db)).astype(np.float32), rate, ceiling_dbtp)
+        final = integrated_lufs(limited, rate)
+        reduction = float(-20 * np.log10(max(float(gain.min()), 1e-9))) if gain.size else 0.0
+        best = Master(limited, rate, gain_db, final, true_peak_db(limited), reduction)
+        if final is None or abs(final - target_lufs) <= 0.1:
+            break
+        gain_db += target_lufs - final
+    assert best is not None
+    return best
+
+
+STEM_HEADROOM_DB = 6.0
+
+
+def aligned_stem(assembly: Assembly, track: Track) -> np.ndarray:
+    """A DAW-aligned stem: the track padded to the whole timeline, ``STEM_HEADROOM_DB`` below its mix level.
+
+    A stem depends only on its own segment (and the fixed crossfade lengths), so regenerating one
+    section leaves every other stem byte-identical. Summed and raised by ``STEM_HEADROOM_DB`` plus the
+    master gain, the stems give the mix before the limiter.
+    """
+    padded = np.zeros((track.audio.shape[0], assembly.length), np.float32)
+    padded[:, track.start : track.start + track.audio.shape[1]] = track.audio * db_to_gain(-STEM_HEADROOM_DB)
+    return padded
