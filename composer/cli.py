@@ -33,7 +33,7 @@ app.add_typer(styles_app, name="styles")
 app.add_typer(models_app, name="models")
 
 ModelsOpt = Annotated[
-    str | None,  # noqa: UP007 (typer needs Optional on 3.10)
+    str | None,
     typer.Option(
         "--models",
         help="Model source: 'hub' (real weights) or 'tiny' (random tiny models: noise, for pipeline checks). "
@@ -42,11 +42,11 @@ ModelsOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[
-    str | None,  # noqa: UP007
+    str | None,
     typer.Option("--device", help="auto, cpu, cuda or cuda:N. Default: $COMPOSER_DEVICE or auto.", show_default=False),
 ]
 StylesOpt = Annotated[
-    Path | None,  # noqa: UP007
+    Path | None,
     typer.Option(
         "--styles", help="Style library folder. Default: $COMPOSER_STYLES_DIR or ./styles.", show_default=False
     ),
@@ -149,16 +149,16 @@ def styles_show(name: Annotated[str, typer.Argument(help="Style name.")], styles
 def generate(
     output: Annotated[Path, typer.Option("--output", "-o", help="WAV file to write.", show_default=False)],
     duration: Annotated[float, typer.Option("--duration", "-d", help="Seconds of audio.", show_default=False)],
-    prompt: Annotated[str | None, typer.Option(help="Prompt text.", show_default=False)] = None,  # noqa: UP007
-    style: Annotated[str | None, typer.Option(help="Style from the library.", show_default=False)] = None,  # noqa: UP007
+    prompt: Annotated[str | None, typer.Option(help="Prompt text.", show_default=False)] = None,
+    style: Annotated[str | None, typer.Option(help="Style from the library.", show_default=False)] = None,
     model: Annotated[str, typer.Option(help="small, medium, large or a hub repo id.")] = "small",
-    seed: Annotated[int | None, typer.Option(help="Seed (default: random, printed).", show_default=False)] = None,  # noqa: UP007
+    seed: Annotated[int | None, typer.Option(help="Seed (default: random, printed).", show_default=False)] = None,
     cfg: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 3.0,
     top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off).")] = 250,
     top_p: Annotated[float, typer.Option(help="Top-p sampling (0 = off).")] = 0.0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     continue_from: Annotated[
-        Path | None,  # noqa: UP007
+        Path | None,
         typer.Option(help="Audio file to continue; its last --prompt-seconds prime the model.", show_default=False),
     ] = None,
     prompt_seconds: Annotated[float, typer.Option(help="Seconds of --continue-from used as prompt.")] = 10.0,
@@ -250,6 +250,82 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), transient=True) as bar:
         task = bar.add_task(label, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Output root (render cache included). Default: $COMPOSER_OUTPUT_DIR or ./output.",
+                 show_default=False),
+]  # fmt: skip
+FileArg = Annotated[Path, typer.Argument(help="Arrangement YAML file.", show_default=False)]
+SectionArg = Annotated[str, typer.Argument(help="Section name.", show_default=False)]
+TakesOpt = Annotated[int, typer.Option("--takes", min=1, max=16, help="Takes (variations) to keep per section.")]
+
+
+@app.command()
+def plan(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, device: DeviceOpt = None,
+         styles: StylesOpt = None) -> None:  # fmt: skip
+    """Show the render plan (segments, timeline, estimates) without generating anything."""
+    from composer.render.pipeline import plan_only
+
+    with _user_errors():
+        settings = _settings(models, device, styles)
+        result, device_type = plan_only(file, settings, out or settings.output_dir)
+        from composer.cli_render import print_plan
+
+        print_plan(result, settings, device_type)
+
+
+@app.command()
+def render(file: FileArg, out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None,
+           device: DeviceOpt = None, styles: StylesOpt = None) -> None:  # fmt: skip
+    """Render an arrangement: stems, transitions, loudness-matched mix, stems, manifest, markers, picture."""
+    from composer.cli_render import run_render
+
+    with _user_errors():
+        settings = _settings(models, device, styles)
+        run_render(file, settings, out or settings.output_dir, takes=takes)
+
+
+@app.command()
+def regen(
+    file: FileArg,
+    section: SectionArg,
+    seed: Annotated[int | None, typer.Option(help="New seed (default: random, recorded).")] = None,
+    out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None, device: DeviceOpt = None,
+    styles: StylesOpt = None,
+) -> None:  # fmt: skip
+    """Regenerate one section (and only what depends on it), then re-assemble."""
+    from composer.cli_render import run_render
+
+    with _user_errors():
+        settings = _settings(models, device, styles)
+        run_render(file, settings, out or settings.output_dir, takes=takes, regen=section, regen_seed=seed)
+
+
+@app.command()
+def pick(
+    file: FileArg,
+    section: SectionArg,
+    take: Annotated[int, typer.Argument(min=0, help="Take number (0 = first).", show_default=False)],
+    out: OutOpt = None, models: ModelsOpt = None, device: DeviceOpt = None, styles: StylesOpt = None,
+) -> None:  # fmt: skip
+    """Use another take of a section (rendered with --takes), then re-assemble."""
+    from composer.cli_render import run_render
+
+    with _user_errors():
+        settings = _settings(models, device, styles)
+        run_render(file, settings, out or settings.output_dir, pick=(section, take))
+
+
+@app.command("export-stems")
+def export_stems(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, styles: StylesOpt = None) -> None:
+    """Re-export mix, stems, manifest and markers from the render cache, generating nothing."""
+    from composer.cli_render import run_render
+
+    with _user_errors():
+        settings = _settings(models, styles=styles)
+        run_render(file, settings, out or settings.output_dir, generate=False)
 
 
 @models_app.command("pull")

@@ -1,0 +1,127 @@
+"""Terminal front end for plan/render/regen/pick/export-stems: progress bars and summary tables."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from composer.plan import Plan, Segment
+from composer.settings import Settings
+
+
+class ProgressEvents:
+    """Render callbacks drawn as rich progress bars (or plain lines when not on a terminal)."""
+
+    def __init__(self, console: Any, bars: Any | None):
+        self.console = console
+        self.bars = bars
+        self.task: Any = None
+        self.count = 0
+
+    def phase(self, model: str, segments: list[Segment]) -> None:
+        seconds = sum(s.duration_s for s in segments)
+        self.console.print(f"[bold]{model}[/]: {len(segments)} segment(s), {seconds:g} s of audio")
+
+    def segment_started(self, segment: Segment) -> None:
+        if self.bars is not None:
+            self.task = self.bars.add_task(f"  {segment.id}", total=segment.frames)
+
+    def segment_progress(self, segment: Segment, done: int, total: int) -> None:
+        if self.bars is not None and self.task is not None:
+            self.bars.update(self.task, completed=done, total=total)
+
+    def segment_finished(self, segment: Segment, seconds: float, cached: bool) -> None:
+        if self.bars is not None and self.task is not None:
+            self.bars.remove_task(self.task)
+            self.task = None
+        if not cached:
+            self.console.print(f"  generated {segment.id} ({segment.duration_s:g} s) in {seconds:.1f} s")
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # pipes and CI logs get a wide table instead of rich's 80-column default
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 150)
+
+
+def print_plan(plan: Plan, settings: Settings, device: str) -> None:
+    from rich.table import Table
+
+    from composer.plan.estimate import estimate
+
+    source = "tiny random models" if settings.model_source == "tiny" else "hub models"
+    table = Table(title=f"{plan.title} — plan ({source}, estimates for {device})")
+    for column in ("#", "segment", "kind", "model", "gen s", "continues", "timeline", "est. time", "est. VRAM"):
+        table.add_column(column, justify="right" if column in ("#", "gen s", "est. time", "est. VRAM") else "left")
+    total_time = 0.0
+    peak_vram = 0.0
+    for i, (seg, place) in enumerate(zip(plan.segments, plan.timeline, strict=True), start=1):
+        est = estimate(seg, device, settings.model_source)
+        total_time += est.seconds or 0.0
+        peak_vram = max(peak_vram, est.vram_gb or 0.0)
+        table.add_row(
+            str(i), seg.id, seg.kind, seg.model, f"{seg.duration_s:g}",
+            f"{seg.prompt_from} ({seg.prompt_s:g} s)" if seg.prompt_from else "",
+            f"{place.start_s:7.2f}–{place.end_s:7.2f}",
+            "-" if est.seconds is None else f"{est.seconds:.0f} s",
+            "-" if est.vram_gb is None else f"{est.vram_gb:.1f} GB",
+        )  # fmt: skip
+    console = _console()
+    console.print(table)
+    minutes, seconds = divmod(plan.length_s, 60)
+    console.print(f"final length: {plan.length_s:.2f} s ({int(minutes)}:{seconds:05.2f})")
+    if total_time:
+        vram = f"; peak VRAM: {peak_vram:.1f} GB" if peak_vram else ""
+        console.print(f"estimated generation time: {total_time / 60:.1f} min{vram}")
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def run_render(file: Path, settings: Settings, out_root: Path, **kwargs: Any) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from composer.render.pipeline import render
+
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    console = _console(stderr=True)
+    interactive = sys.stderr.isatty()
+    try:
+        if interactive:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=console, transient=True) as bars:
+                result = render(file, settings, out_root, events=ProgressEvents(console, bars), **kwargs)
+        else:
+            result = render(file, settings, out_root, events=ProgressEvents(console, None), **kwargs)
+    except KeyboardInterrupt:
+        console.print(
+            f"interrupted: finished segments are kept in {out_root / 'cache'}; run the same command again to resume"
+        )
+        raise typer.Exit(130) from None
+    manifest = result.manifest
+    table = Table(title=f"{manifest['title']} → {result.folder}")
+    for column in ("segment", "model", "s", "LUFS in", "gain dB", "cache", "gen time"):
+        table.add_column(column)
+    for entry in manifest["segments"]:
+        table.add_row(
+            entry["id"], entry["repo_id"], f"{entry['duration_s']:g}",
+            "-" if entry["measured_lufs"] is None else f"{entry['measured_lufs']:.1f}",
+            "/".join(f"{g:+.1f}" for g in dict.fromkeys(entry["gain_db"])),
+            "hit" if entry["cache_hit"] else "new",
+            "" if entry["generate_seconds"] is None else f"{entry['generate_seconds']:.1f} s",
+        )  # fmt: skip
+    out = _console()
+    out.print(table)
+    loud = manifest["loudness"]
+    out.print(
+        f"mix: {result.folder / manifest['output']['file']} — {manifest['length_s']:.2f} s, "
+        f"{loud['integrated_lufs']} LUFS (target {loud['target_lufs']}), true peak {loud['true_peak_dbtp']} dBTP; "
+        f"{len(result.stats.generated)} generated, {len(result.stats.cached)} from cache, {result.seconds:.1f} s",
+        soft_wrap=True,
+    )

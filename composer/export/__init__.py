@@ -1,0 +1,1 @@
+"""Finished audio -> files: mix, stems, manifest, markers, picture (stage 5)."""

@@ -1,0 +1,163 @@
+"""Write every output of a render: mix, stems (raw, DAW-aligned, takes), manifest, markers, picture."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from composer import __version__
+from composer.arrangement import Arrangement
+from composer.assembly.loudness import integrated_lufs, short_term_lufs
+from composer.assembly.mix import STEM_HEADROOM_DB, aligned_stem, assemble, master
+from composer.audio.dsp import resample
+from composer.audio.io import write_audio
+from composer.export.markers import audacity_labels, cue_sheet
+from composer.export.picture import draw_timeline
+from composer.fsutil import atomic_write_text
+from composer.plan import Plan, Segment
+from composer.render.cache import CachedSegment
+from composer.render.run import RunStats
+from composer.settings import Settings
+
+if TYPE_CHECKING:
+    from composer.render.pipeline import State
+
+log = logging.getLogger(__name__)
+
+
+def export_all(
+    plan: Plan,
+    arr: Arrangement,
+    file: Path,
+    folder: Path,
+    segments: dict[str, CachedSegment],
+    stats: RunStats,
+    state: State,
+    settings: Settings,
+    variants: list[Segment],
+) -> dict[str, Any]:
+    """Assemble, master and write everything into ``folder``; returns the manifest."""
+    out = arr.output
+    ext = out.format
+    assembly = assemble(plan, arr, segments, out.sample_rate)
+    mastered = master(assembly.mix(), out.sample_rate, arr.loudness.target_lufs, arr.loudness.true_peak_dbtp)
+
+    def write(path: Path, audio: np.ndarray) -> None:
+        write_audio(path, audio, out.sample_rate, bit_depth=out.bit_depth, fmt=ext)
+
+    mix_name = f"mix.{ext}"
+    write(folder / mix_name, mastered.audio)
+    stems = folder / "stems"
+    keep: set[Path] = set()
+    files: dict[str, dict[str, str]] = {}
+    for index, track in enumerate(assembly.tracks, start=1):
+        raw_path = stems / "raw" / f"{track.segment}.{ext}"
+        aligned_path = stems / "aligned" / f"{index:02d}-{track.segment}.{ext}"
+        raw_segment = segments[track.segment]
+        raw = resample(raw_segment.new_audio, raw_segment.sample_rate, out.sample_rate)
+        write(raw_path, _clipped(raw, raw_path.name))
+        write(aligned_path, _clipped(aligned_stem(assembly, track), aligned_path.name))
+        keep |= {raw_path, aligned_path}
+        files[track.segment] = {
+            "raw": str(raw_path.relative_to(folder)),
+            "aligned": str(aligned_path.relative_to(folder)),
+        }
+    takes_written = []
+    for variant in variants:
+        take_path = stems / "takes" / f"{variant.id}.{ext}"
+        raw = resample(segments[variant.id].new_audio, segments[variant.id].sample_rate, out.sample_rate)
+        write(take_path, _clipped(raw, take_path.name))
+        takes_written.append({"section": variant.section, "take": variant.take, "seed": variant.seed,
+                              "key": variant.key, "file": str(take_path.relative_to(folder))})  # fmt: skip
+    _remove_stale(stems, keep)
+
+    loudness = short_term_lufs(mastered.audio, mastered.sample_rate)
+    atomic_write_text(folder / "markers.txt", audacity_labels(plan))
+    atomic_write_text(folder / "markers.cue", cue_sheet(plan, mix_name))
+    draw_timeline(folder / "timeline.png", plan, mastered.audio, mastered.sample_rate, loudness)
+
+    manifest = _manifest(plan, arr, file, assembly, mastered, segments, stats, state, settings, files, takes_written)
+    atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _clipped(audio: np.ndarray, name: str) -> np.ndarray:
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak > 1.0:
+        log.warning("%s peaks at %+.1f dBFS even with headroom; clipped in the file", name, 20 * np.log10(peak))
+    return np.clip(audio, -1.0, 1.0)
+
+
+def _remove_stale(stems: Path, keep: set[Path]) -> None:
+    """Delete stem files of segments no longer in the plan (renamed or removed sections)."""
+    for sub in ("raw", "aligned"):
+        for path in (stems / sub).glob("*"):
+            if path.is_file() and path not in keep:
+                path.unlink()
+
+
+def _manifest(
+    plan: Plan, arr: Arrangement, file: Path, assembly: Any, mastered: Any, segments: dict[str, CachedSegment],
+    stats: RunStats, state: State, settings: Settings, files: dict[str, dict[str, str]], takes: list[dict[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
+    tracks = {t.segment: t for t in assembly.tracks}
+    entries = []
+    for place in plan.timeline:
+        seg = plan.segment(place.segment)
+        cached = segments[seg.id]
+        track = tracks[seg.id]
+        entries.append({
+            "id": seg.id, "kind": seg.kind, "section": seg.section, "model": seg.model,
+            "repo_id": cached.meta.get("repo_id", seg.repo_id), "revision": cached.meta.get("revision", seg.revision),
+            "prompt": seg.text, "seed": seg.seed, "take": seg.take,
+            "parameters": {"cfg": seg.sampling.cfg, "top_k": seg.sampling.top_k, "top_p": seg.sampling.top_p,
+                           "temperature": seg.sampling.temperature, "window_s": seg.window_s,
+                           "stride_s": seg.stride_s},
+            "duration_s": seg.duration_s, "frames": seg.frames,
+            "continues": seg.prompt_from, "prompt_s": seg.prompt_s if seg.prompt_from else None,
+            "start_s": round(place.start_s, 6), "end_s": round(place.end_s, 6), "join": place.join,
+            "crossfade_s": round(place.crossfade_s, 6),
+            "measured_lufs": None if track.measured_lufs is None else round(track.measured_lufs, 2),
+            "gain_db": [round(g, 2) for g in track.gain_db],
+            "cache_key": seg.key, "cache_hit": seg.id in stats.cached,
+            "generate_seconds": round(stats.seconds[seg.id], 3) if seg.id in stats.seconds else None,
+            "engine": cached.meta.get("engine"), "device": cached.meta.get("device"),
+            "files": files.get(seg.id, {}),
+        })  # fmt: skip
+    measured = integrated_lufs(mastered.audio, mastered.sample_rate)
+    return {
+        "composer_version": __version__,
+        "arrangement": str(file),
+        "title": plan.title,
+        "bpm": arr.bpm,
+        "key": arr.key,
+        "seed": arr.seed,
+        "model_source": settings.model_source,
+        "python": platform.python_version(),
+        "output": {
+            "file": f"mix.{arr.output.format}",
+            "format": arr.output.format,
+            "bit_depth": arr.output.bit_depth,
+            "sample_rate": arr.output.sample_rate,
+            "channels": int(mastered.audio.shape[0]),
+        },  # fmt: skip
+        "length_s": round(mastered.audio.shape[1] / mastered.sample_rate, 6),
+        "loudness": {
+            "target_lufs": arr.loudness.target_lufs,
+            "integrated_lufs": None if measured is None else round(measured, 2),
+            "true_peak_ceiling_dbtp": arr.loudness.true_peak_dbtp,
+            "true_peak_dbtp": round(float(mastered.true_peak_dbtp), 2),
+            "master_gain_db": round(mastered.master_gain_db, 2),
+            "limiter_max_reduction_db": round(mastered.max_reduction_db, 2),
+            "stem_headroom_db": STEM_HEADROOM_DB,
+        },
+        "choices": {"seeds": state.seeds, "takes": state.takes},
+        "takes": takes,
+        "warnings": plan.warnings,
+        "segments": entries,
+    }

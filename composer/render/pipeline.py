@@ -1,0 +1,235 @@
+"""The whole render: arrangement file -> plan -> segments -> assembly -> files.
+
+``compose render``, ``regen``, ``pick`` and ``export-stems`` are thin wrappers around
+:func:`render`. Choices made after the arrangement was written (a regenerated section's new seed, a
+picked take) live in ``<out>/<name>/state.json`` and are recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from composer import __version__
+from composer.arrangement import Arrangement, load_arrangement
+from composer.errors import ArrangementError, ComposerError, Problem
+from composer.fsutil import atomic_write_text
+from composer.plan import Plan, Segment, build_plan
+from composer.render.cache import CachedSegment, SegmentCache
+from composer.render.run import RenderEvents, RunStats, render_segments
+from composer.settings import Settings
+from composer.styles import StyleLibrary
+
+log = logging.getLogger(__name__)
+
+
+class NotRenderedError(ComposerError):
+    """export-stems or pick needs segments that are not in the cache yet."""
+
+    exit_code = 2
+
+
+@dataclass
+class State:
+    """Choices made with regen/pick, per section."""
+
+    seeds: dict[str, int] = field(default_factory=dict)
+    takes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RenderResult:
+    plan: Plan
+    folder: Path
+    stats: RunStats
+    manifest: dict[str, Any]
+    seconds: float
+
+
+def output_name(file: Path) -> str:
+    """The output folder name for an arrangement file: its stem, made file-system safe."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", file.stem).strip("._") or "arrangement"
+    return name[:80]
+
+
+def load_state(folder: Path) -> State:
+    path = folder / "state.json"
+    if not path.is_file():
+        return State()
+    try:
+        data = json.loads(path.read_text())
+        return State(
+            {k: int(v) for k, v in data.get("seeds", {}).items()}, {k: int(v) for k, v in data.get("takes", {}).items()}
+        )
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ComposerError(f"{path}: unreadable render state ({exc}); delete it to start over") from None
+
+
+def save_state(folder: Path, state: State) -> None:
+    atomic_write_text(folder / "state.json", json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
+
+
+def prepare(file: Path, settings: Settings, out_root: Path) -> tuple[Arrangement, StyleLibrary, Path, State]:
+    """Load and validate everything a render needs, before anything is written."""
+    styles = StyleLibrary.load(settings.styles_dir)
+    arr = load_arrangement(file, styles)
+    folder = out_root / output_name(file)
+    return arr, styles, folder, load_state(folder)
+
+
+def check_section(arr: Arrangement, section: str, file: Path) -> None:
+    import difflib
+
+    names = [s.name for s in arr.sections]
+    if section not in names:
+        guess = difflib.get_close_matches(section, names, n=1)
+        hint = f"; did you mean {guess[0]!r}?" if guess else f"; sections: {', '.join(names)}"
+        raise ArrangementError([Problem(str(file), None, "sections", f"no section named {section!r}{hint}")])
+
+
+def _take_variants(
+    arr: Arrangement,
+    name: str,
+    styles: StyleLibrary,
+    settings: Settings,
+    state: State,
+    takes: dict[str, int],
+    file: Path,
+) -> list[Segment]:
+    """Stems for the extra takes asked for (section -> how many), other than the picked one."""
+    variants: list[Segment] = []
+    for section, count in takes.items():
+        for take in range(count):
+            if take == state.takes.get(section, 0):
+                continue
+            plan = build_plan(arr, name, styles, settings, state.seeds, state.takes | {section: take}, str(file))
+            variants.append(replace(plan.segment(section), id=f"{section}.take{take}"))
+    return variants
+
+
+def plan_only(file: Path, settings: Settings, out_root: Path) -> tuple[Plan, str]:
+    """The plan as ``render`` would build it now (with regen/pick choices), without generating.
+
+    Returns:
+        The plan and the device type the estimates are for ("cpu" or "cuda").
+    """
+    arr, styles, folder, state = prepare(file, settings, out_root)
+    plan = build_plan(arr, folder.name, styles, settings, state.seeds, state.takes, str(file))
+    device = settings.device
+    if device == "auto":
+        import importlib.util
+
+        device = "cuda" if importlib.util.find_spec("torch") and _cuda_available() else "cpu"
+    return plan, "cpu" if device.startswith("cpu") else "cuda"
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def render(
+    file: Path,
+    settings: Settings,
+    out_root: Path,
+    events: RenderEvents | None = None,
+    takes: int = 1,
+    regen: str | None = None,
+    regen_seed: int | None = None,
+    pick: tuple[str, int] | None = None,
+    generate: bool = True,
+) -> RenderResult:
+    """Render an arrangement (or re-export it) into ``out_root/<name>/``.
+
+    Args:
+        file: the arrangement YAML.
+        settings: runtime settings.
+        out_root: output root; the segment cache lives in ``out_root/cache``.
+        events: progress callbacks.
+        takes: number of takes per section (1 = just the picked one); with ``regen``, for that section only.
+        regen: a section to regenerate with a new seed (``regen_seed`` or a random one).
+        regen_seed: the new seed for ``regen``.
+        pick: (section, take) to use from now on.
+        generate: False for export-stems: use cached segments only.
+
+    Raises:
+        ArrangementError: invalid arrangement or section name (nothing is written).
+        NotRenderedError: generate=False and segments are missing, or a picked take was never rendered.
+        EngineError / ModelLoadingError: from the engine.
+    """
+    import random
+
+    from composer.engine.models import ensure_available
+
+    started = time.perf_counter()
+    arr, styles, folder, state = prepare(file, settings, out_root)
+    name = folder.name
+    if generate:  # before planning: cache keys include each model's revision
+        for model in _models_used(arr):
+            ensure_available(model, settings)
+    cache = SegmentCache(out_root / "cache" / "segments")
+    extra_takes: dict[str, int] = {}
+    if regen is not None:
+        check_section(arr, regen, file)
+        state.seeds[regen] = regen_seed if regen_seed is not None else random.SystemRandom().randrange(2**31)
+        state.takes.pop(regen, None)
+        extra_takes = {regen: takes} if takes > 1 else {}
+    elif takes > 1:
+        extra_takes = {s.name: takes for s in arr.sections}
+    if pick is not None:
+        section, take = pick
+        check_section(arr, section, file)
+        candidate = build_plan(arr, name, styles, settings, state.seeds, state.takes | {section: take}, str(file))
+        if cache.load(candidate.segment(section).key) is None:
+            raise NotRenderedError(
+                f"take {take} of {section!r} was never rendered; run `compose render {file} --takes {take + 1}`"
+            )
+        state.takes[section] = take
+    plan = build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
+    variants = _take_variants(arr, name, styles, settings, state, extra_takes, file)
+    for warning in plan.warnings:
+        log.warning("%s", warning)
+
+    if generate:
+        segments, stats = render_segments(plan.segments + variants, settings, cache, events)
+    else:
+        segments, stats = _from_cache(plan, cache, file)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_state(folder, state)
+
+    from composer.export.write import export_all
+
+    manifest = export_all(plan, arr, file, folder, segments, stats, state, settings, variants)
+    return RenderResult(plan, folder, stats, manifest, time.perf_counter() - started)
+
+
+def _models_used(arr: Arrangement) -> list[str]:
+    names = [arr.generation.model, arr.transitions.model]
+    for sec in arr.sections:
+        names += [sec.model or arr.generation.model]
+        if sec.transition is not None and sec.transition.model:
+            names.append(sec.transition.model)
+    return list(dict.fromkeys(names))
+
+
+def _from_cache(plan: Plan, cache: SegmentCache, file: Path) -> tuple[dict[str, CachedSegment], RunStats]:
+    found: dict[str, CachedSegment] = {}
+    missing = []
+    for seg in plan.segments:
+        hit = cache.load(seg.key)
+        if hit is None:
+            missing.append(seg.id)
+        else:
+            found[seg.id] = hit
+    if missing:
+        raise NotRenderedError(f"not rendered yet: {', '.join(missing)}; run `compose render {file}` first")
+    return found, RunStats([], list(found), {})
+
+
+__all__ = ["RenderResult", "State", "__version__", "render"]

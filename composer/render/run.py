@@ -1,0 +1,188 @@
+"""Generate a plan's missing segments, one model resident at a time.
+
+Order: segments whose inputs are ready are generated grouped by model (all stems of the loaded
+model, then the next model), and the previous model is released before the next loads, so a set of
+small stems and medium transitions fits a 10 GB card. Each finished segment goes to the cache at
+once: an interrupted render loses at most the segment in progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from composer.errors import EngineError
+from composer.plan import Segment
+from composer.render.cache import CachedSegment, SegmentCache
+from composer.settings import Settings
+
+log = logging.getLogger(__name__)
+ENGINE_VERSION = "transformers-generate-1"
+
+
+class RenderEvents(Protocol):
+    """Progress callbacks (the CLI draws bars from these)."""
+
+    def phase(self, model: str, segments: list[Segment]) -> None: ...
+    def segment_started(self, segment: Segment) -> None: ...
+    def segment_progress(self, segment: Segment, done: int, total: int) -> None: ...
+    def segment_finished(self, segment: Segment, seconds: float, cached: bool) -> None: ...
+
+
+class NoEvents:
+    """Callbacks that do nothing."""
+
+    def phase(self, model: str, segments: list[Segment]) -> None:
+        pass
+
+    def segment_started(self, segment: Segment) -> None:
+        pass
+
+    def segment_progress(self, segment: Segment, done: int, total: int) -> None:
+        pass
+
+    def segment_finished(self, segment: Segment, seconds: float, cached: bool) -> None:
+        pass
+
+
+@dataclass
+class RunStats:
+    generated: list[str]
+    cached: list[str]
+    seconds: dict[str, float]
+
+
+Loader = Callable[[str, Settings], Any]
+
+
+def render_segments(
+    segments: list[Segment],
+    settings: Settings,
+    cache: SegmentCache,
+    events: RenderEvents | None = None,
+    loader: Loader | None = None,
+) -> tuple[dict[str, CachedSegment], RunStats]:
+    """Make sure every segment is in the cache; generate what is missing.
+
+    Args:
+        segments: in dependency order (a segment's ``prompt_from`` comes earlier).
+        settings: model source, device, cache.
+        cache: the segment cache.
+        events: progress callbacks.
+        loader: model loader (default :func:`composer.engine.models.load_model`).
+
+    Returns:
+        Every segment by id, and what was generated vs reused.
+
+    Raises:
+        EngineError: generation failed (e.g. out of memory twice), naming the segment.
+    """
+    from composer.engine.models import load_model
+
+    events = events or NoEvents()
+    loader = loader or load_model
+    done: dict[str, CachedSegment] = {}
+    stats = RunStats([], [], {})
+    pending: list[Segment] = []
+    for seg in segments:
+        hit = cache.load(seg.key)
+        if hit is None:
+            pending.append(seg)
+        else:
+            done[seg.id] = hit
+            stats.cached.append(seg.id)
+            events.segment_finished(seg, 0.0, cached=True)
+
+    loaded: Any = None
+    try:
+        while pending:
+            ready = [s for s in pending if s.prompt_from is None or s.prompt_from in done]
+            if not ready:  # cannot happen for a plan in dependency order
+                raise EngineError(f"segments wait on each other: {', '.join(s.id for s in pending)}")
+            want = loaded.repo_id if loaded is not None and any(s.repo_id == loaded.repo_id for s in ready) else None
+            if want is None:
+                if loaded is not None:
+                    loaded.unload()  # one model resident at a time
+                loaded = loader(ready[0].model, settings)
+                want = loaded.repo_id
+            batch = [s for s in ready if s.repo_id == want]
+            events.phase(want, batch)
+            for seg in batch:
+                events.segment_started(seg)
+                started = time.perf_counter()
+                result = _generate_with_retry(loaded, seg, done, events)
+                seconds = time.perf_counter() - started
+                cache.store(result)
+                done[seg.id] = result
+                stats.generated.append(seg.id)
+                stats.seconds[seg.id] = seconds
+                events.segment_finished(seg, seconds, cached=False)
+                pending.remove(seg)
+    finally:
+        if loaded is not None:
+            loaded.unload()
+    return done, stats
+
+
+def _generate_with_retry(lm: Any, seg: Segment, done: dict[str, CachedSegment], events: RenderEvents) -> CachedSegment:
+    try:
+        return _generate(lm, seg, done, events)
+    except Exception as exc:
+        if not _is_oom(exc):
+            raise
+        log.warning("%s: out of memory; releasing cached memory and retrying once", seg.id)
+        _free_memory()
+        try:
+            return _generate(lm, seg, done, events)
+        except Exception as again:
+            if _is_oom(again):
+                raise EngineError(
+                    f"{seg.id}: out of GPU memory generating {seg.duration_s:g} s with {seg.repo_id}; "
+                    "shorten the segment, use a smaller model, or close other GPU programs"
+                ) from again
+            raise
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _generate(lm: Any, seg: Segment, done: dict[str, CachedSegment], events: RenderEvents) -> CachedSegment:
+    from composer.engine.generate import GenerationRequest, SamplingParams, generate
+
+    prompt = None
+    if seg.prompt_from is not None:
+        parent = done[seg.prompt_from].tokens
+        prompt = parent[:, max(0, parent.shape[1] - seg.prompt_frames) :]
+    request = GenerationRequest(
+        text=seg.text,
+        duration_s=seg.duration_s,
+        seed=seg.seed,
+        sampling=SamplingParams(seg.sampling.cfg, seg.sampling.top_k, seg.sampling.top_p, seg.sampling.temperature),
+        prompt_tokens=prompt,
+        window_s=seg.window_s,
+        stride_s=seg.stride_s,
+    )
+    result = generate(lm, request, progress=lambda d, t: events.segment_progress(seg, d, t))
+    meta = {
+        "segment": seg.id,
+        "repo_id": lm.repo_id,
+        "revision": lm.revision,
+        "engine": ENGINE_VERSION,
+        "device": str(lm.device),
+        "dtype": str(lm.dtype),
+    }
+    return CachedSegment(seg.key, result.tokens, result.audio, result.sample_rate, result.prompt_frames, meta)

@@ -1,0 +1,67 @@
+"""compose plan / render / regen / pick / export-stems through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import soundfile as sf
+from typer.testing import CliRunner
+
+from composer.assembly.loudness import integrated_lufs
+from composer.cli import app
+from tests.conftest import REPO
+
+runner = CliRunner()
+SHORT = str(REPO / "tests" / "data" / "short.yaml")
+
+
+def test_plan_prints_segments_without_generating(tiny_env: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", SHORT, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for token in ("intro--drive", "coda", "final length: 8.50 s", "composer aims for 90-180 s"):
+        assert token in result.output
+    assert not (tmp_path / "cache").exists()
+
+
+def test_render_regen_pick_export_cycle(tiny_env: Path, tmp_path: Path) -> None:
+    out = ["--out", str(tmp_path)]
+    first = runner.invoke(app, ["render", SHORT, *out, "--takes", "2"])
+    assert first.exit_code == 0, first.output
+    assert "7 generated, 0 from cache" in first.output
+    assert (tmp_path / "short" / "stems" / "takes" / "drive.take1.wav").is_file()
+
+    regen = runner.invoke(app, ["regen", SHORT, "intro", "--seed", "3", *out])
+    assert regen.exit_code == 0 and "2 generated" in regen.output
+    pick = runner.invoke(app, ["pick", SHORT, "drive", "1", *out])
+    assert pick.exit_code == 0 and "1 generated" in pick.output  # coda continues drive
+    manifest = json.loads((tmp_path / "short" / "manifest.json").read_text())
+    assert manifest["choices"] == {"seeds": {"intro": 3}, "takes": {"drive": 1}}
+
+    export = runner.invoke(app, ["export-stems", SHORT, *out])
+    assert export.exit_code == 0 and "0 generated" in export.output
+    bad = runner.invoke(app, ["pick", SHORT, "drive", "9", *out])
+    assert bad.exit_code == 2 and "never rendered" in bad.output
+
+
+def test_render_bad_arrangement_writes_nothing(tiny_env: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("title: x\nbpm: 120\nsections:\n  - name: a\n    prompt: p\n    duration_s: 0\n")
+    result = runner.invoke(app, ["render", str(broken), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert f"{broken}:6: sections[0].duration_s: must be greater than 0" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_ebm_set_renders_to_a_full_length_track(tiny_env: Path, tmp_path: Path) -> None:
+    """The flagship example with tiny models: 90-180 s at the target loudness."""
+    result = runner.invoke(app, ["render", str(REPO / "arrangements" / "ebm_set.yaml"), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "ebm_set"
+    audio, rate = sf.read(str(folder / "mix.wav"), always_2d=True)
+    assert 90 <= audio.shape[0] / rate <= 180
+    loudness = integrated_lufs(audio.T, rate)
+    assert loudness is not None and abs(loudness + 14) <= 0.5
+    assert len(list((folder / "stems" / "aligned").iterdir())) == 9
+    for name in ("manifest.json", "markers.txt", "markers.cue", "timeline.png"):
+        assert (folder / name).is_file()

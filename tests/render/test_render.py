@@ -1,0 +1,175 @@
+"""End-to-end renders with the tiny models: outputs, loudness, cache reuse, regen, takes, export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from composer.assembly.limiter import true_peak_db
+from composer.assembly.loudness import integrated_lufs
+from composer.render.pipeline import NotRenderedError, RenderResult, render
+from composer.settings import Settings, load_settings
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+SHORT = DATA / "short.yaml"
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def settings(tiny_cache: Path) -> Settings:
+    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
+           "HF_HUB_OFFLINE": "1", "COMPOSER_STYLES_DIR": str(DATA.parent.parent / "styles")}  # fmt: skip
+    return load_settings(env=env)
+
+
+@pytest.fixture(scope="module")
+def first(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> RenderResult:
+    return render(SHORT, settings, tmp_path_factory.mktemp("out"))
+
+
+@pytest.fixture
+def copy_of_first(first: RenderResult, tmp_path: Path) -> Path:
+    """A private copy of the first render's output root (cache included)."""
+    root = tmp_path / "out"
+    shutil.copytree(first.folder.parent, root)
+    return root
+
+
+def test_outputs_exist(first: RenderResult) -> None:
+    folder = first.folder
+    assert folder.name == "short"
+    for name in ("mix.wav", "manifest.json", "markers.txt", "markers.cue", "timeline.png", "state.json"):
+        assert (folder / name).is_file(), name
+    ids = ["intro", "intro--drive", "drive", "coda"]
+    assert sorted(p.stem for p in (folder / "stems" / "raw").iterdir()) == sorted(ids)
+    assert [p.name for p in sorted((folder / "stems" / "aligned").iterdir())] == [
+        f"{i:02d}-{name}.wav" for i, name in enumerate(ids, start=1)
+    ]
+    from PIL import Image
+
+    with Image.open(folder / "timeline.png") as image:
+        assert image.size == (1600, 420)
+    assert not list(folder.rglob("*.tmp")), "no temp files left behind"
+
+
+def test_mix_length_loudness_and_peak(first: RenderResult) -> None:
+    info = sf.info(str(first.folder / "mix.wav"))
+    assert info.samplerate == 44100 and info.subtype == "PCM_24"
+    assert abs(info.frames - first.plan.length_s * 44100) <= 882  # one codec frame at 44.1 kHz
+    audio, rate = sf.read(str(first.folder / "mix.wav"), always_2d=True)
+    assert integrated_lufs(audio.T, rate) == pytest.approx(-16.0, abs=0.5)
+    assert true_peak_db(audio.T.astype(np.float32)) <= -1.0 + 0.05  # 24-bit rounding
+    assert np.isfinite(audio).all()
+
+
+def test_manifest_records_everything(first: RenderResult) -> None:
+    manifest = json.loads((first.folder / "manifest.json").read_text())
+    assert manifest == first.manifest
+    assert manifest["loudness"]["target_lufs"] == -16 and abs(manifest["loudness"]["integrated_lufs"] + 16) <= 0.5
+    segments = {s["id"]: s for s in manifest["segments"]}
+    assert list(segments) == ["intro", "intro--drive", "drive", "coda"]
+    drive = segments["drive"]
+    assert drive["repo_id"] == "composer-tiny/musicgen-small" and len(drive["revision"]) == 40
+    assert drive["parameters"]["top_k"] == 250 and drive["parameters"]["cfg"] == 3.0
+    assert "driving techno" in drive["prompt"] and "120 BPM" in drive["prompt"]
+    assert segments["coda"]["continues"] == "drive" and segments["coda"]["join"] == "seam"
+    assert segments["intro--drive"]["repo_id"] == "composer-tiny/musicgen-medium"
+    assert all(s["cache_hit"] is False and s["generate_seconds"] > 0 for s in segments.values())
+    assert all(len(s["cache_key"]) == 32 for s in segments.values())
+    assert manifest["choices"] == {"seeds": {}, "takes": {}}
+
+
+def test_stems_are_aligned_to_the_timeline(first: RenderResult) -> None:
+    mix, rate = sf.read(str(first.folder / "mix.wav"), always_2d=True)
+    total = np.zeros_like(mix)
+    for place, path in zip(first.plan.timeline, sorted((first.folder / "stems" / "aligned").iterdir()), strict=True):
+        stem, stem_rate = sf.read(str(path), always_2d=True)
+        assert stem_rate == rate and stem.shape == mix.shape, "every aligned stem spans the whole track"
+        before = int(place.start_s * rate) - int(0.1 * rate)
+        assert np.abs(stem[: max(before, 0)]).max(initial=0) == 0, f"{path.name} is silent before it starts"
+        total += stem
+    gain = 10 ** ((first.manifest["loudness"]["master_gain_db"] + first.manifest["loudness"]["stem_headroom_db"]) / 20)
+    # summed and raised to mix level the stems give the mix, up to what the limiter took off
+    assert np.corrcoef(total[:, 0] * gain, mix[:, 0])[0, 1] > 0.99
+
+
+def test_second_render_generates_nothing_and_is_identical(first: RenderResult, copy_of_first: Path,
+                                                          settings: Settings) -> None:  # fmt: skip
+    before = hashes(copy_of_first / "short")
+    again = render(SHORT, settings, copy_of_first)
+    assert again.stats.generated == [] and len(again.stats.cached) == 4
+    after = hashes(copy_of_first / "short")
+    assert {k: v for k, v in after.items() if k != "manifest.json"} == {
+        k: v for k, v in before.items() if k != "manifest.json"
+    }
+
+
+def test_regen_changes_only_dependent_files(first: RenderResult, copy_of_first: Path, settings: Settings) -> None:
+    before = hashes(copy_of_first / "short")
+    result = render(SHORT, settings, copy_of_first, regen="intro", regen_seed=12345)
+    assert sorted(result.stats.generated) == ["intro", "intro--drive"]
+    after = hashes(copy_of_first / "short")
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {
+        "stems/raw/intro.wav", "stems/raw/intro--drive.wav", "stems/aligned/01-intro.wav",
+        "stems/aligned/02-intro--drive.wav", "mix.wav", "manifest.json", "state.json", "timeline.png",
+    }  # fmt: skip
+    assert result.manifest["choices"]["seeds"] == {"intro": 12345}
+    assert result.plan.segment("intro").seed == 12345
+    # the choice persists: a plain render afterwards keeps the new seed and generates nothing
+    assert render(SHORT, settings, copy_of_first).stats.generated == []
+
+
+def test_regen_of_chained_parent_regenerates_the_chain(copy_of_first: Path, settings: Settings) -> None:
+    result = render(SHORT, settings, copy_of_first, regen="drive", regen_seed=7)
+    assert sorted(result.stats.generated) == ["coda", "drive"]
+
+
+def test_takes_and_pick(copy_of_first: Path, settings: Settings) -> None:
+    result = render(SHORT, settings, copy_of_first, takes=2)
+    assert sorted(result.stats.generated) == ["coda.take1", "drive.take1", "intro.take1"]
+    takes = copy_of_first / "short" / "stems" / "takes"
+    assert sorted(p.name for p in takes.iterdir()) == ["coda.take1.wav", "drive.take1.wav", "intro.take1.wav"]
+    picked = render(SHORT, settings, copy_of_first, pick=("intro", 1))
+    assert picked.stats.generated == ["intro--drive"], "only what depends on the new take is generated"
+    assert picked.manifest["choices"]["takes"] == {"intro": 1}
+    assert sha(copy_of_first / "short" / "stems" / "raw" / "intro.wav") == sha(takes / "intro.take1.wav")
+    with pytest.raises(NotRenderedError, match="take 5 of 'drive' was never rendered"):
+        render(SHORT, settings, copy_of_first, pick=("drive", 5))
+
+
+def test_export_stems_generates_nothing(copy_of_first: Path, settings: Settings, tmp_path: Path) -> None:
+    shutil.rmtree(copy_of_first / "short" / "stems")
+    result = render(SHORT, settings, copy_of_first, generate=False)
+    assert result.stats.generated == []
+    assert len(list((copy_of_first / "short" / "stems" / "aligned").iterdir())) == 4
+    with pytest.raises(NotRenderedError, match="not rendered yet"):
+        render(SHORT, settings, tmp_path / "empty", generate=False)
+
+
+def test_unknown_section_for_regen(copy_of_first: Path, settings: Settings) -> None:
+    from composer.errors import ArrangementError
+
+    with pytest.raises(ArrangementError, match="no section named 'drvie'; did you mean 'drive'"):
+        render(SHORT, settings, copy_of_first, regen="drvie")
+
+
+def test_damaged_cache_entry_is_regenerated(copy_of_first: Path, settings: Settings) -> None:
+    cache = copy_of_first / "cache" / "segments"
+    victim = next(cache.rglob("*.npz"))
+    victim.write_bytes(victim.read_bytes()[:100])
+    result = render(SHORT, settings, copy_of_first)
+    assert len(result.stats.generated) == 1

@@ -1,0 +1,67 @@
+"""A render killed mid-way resumes to exactly the result of an uninterrupted render."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+SHORT = REPO / "tests" / "data" / "short.yaml"
+
+
+def run(out: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "composer", "render", str(SHORT), "--out", str(out)],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def tiny_process_env(tiny_cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env |= {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
+            "HF_HUB_OFFLINE": "1", "COMPOSER_STYLES_DIR": str(REPO / "styles")}  # fmt: skip
+    return env
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted render to compare against."""
+    out = tmp_path_factory.mktemp("reference")
+    assert run(out, tiny_process_env(tiny_cache)).wait(timeout=300) == 0
+    return out
+
+
+@pytest.mark.parametrize("kill_after_segments", [1, 3])
+def test_killed_render_resumes_identically(
+    tiny_cache: Path, reference: Path, tmp_path: Path, kill_after_segments: int
+) -> None:
+    env = tiny_process_env(tiny_cache)
+
+    out = tmp_path / "interrupted"
+    proc = run(out, env)
+    cache = out / "cache" / "segments"
+    deadline = time.monotonic() + 300
+    while len(list(cache.rglob("*.npz"))) < kill_after_segments:
+        assert proc.poll() is None, "render finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "short" / "mix.wav").exists()
+    assert not [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(".npz") and ".tmp" not in p.name]
+    kept = len(list(cache.rglob("*.npz")))
+    assert kept >= kill_after_segments
+
+    assert run(out, env).wait(timeout=300) == 0
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert digest(out / "short" / "mix.wav") == digest(reference / "short" / "mix.wav")
+    for stem in (reference / "short" / "stems" / "raw").iterdir():
+        assert digest(out / "short" / "stems" / "raw" / stem.name) == digest(stem)
