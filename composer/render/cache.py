@@ -10,39 +10,24 @@ import io
 import json
 import logging
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from composer.engine.generate import GenerationResult
 from composer.fsutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class CachedSegment:
-    """A finished segment."""
+class CachedSegment(GenerationResult):
+    """A finished segment: a generation result with its cache key and provenance."""
 
-    key: str
-    tokens: np.ndarray  # int16 (codebooks, frames), continuation prompt included
-    audio: np.ndarray  # float32 (1, samples): decode of all tokens
-    sample_rate: int
-    prompt_frames: int
-    meta: dict[str, Any]
-
-    @property
-    def hop(self) -> int:
-        return self.audio.shape[1] // self.tokens.shape[1]
-
-    @property
-    def new_tokens(self) -> np.ndarray:
-        return self.tokens[:, self.prompt_frames :]
-
-    @property
-    def new_audio(self) -> np.ndarray:
-        return self.audio[:, self.prompt_frames * self.hop :]
+    key: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class SegmentCache:
@@ -77,7 +62,15 @@ class SegmentCache:
             log.warning("cached segment %s is damaged (%s); it will be regenerated", path.name, exc)
             path.unlink(missing_ok=True)
             return None
-        return CachedSegment(key, tokens, audio, int(meta["sample_rate"]), int(meta["prompt_frames"]), meta)
+        return CachedSegment(
+            tokens=tokens,
+            prompt_frames=int(meta["prompt_frames"]),
+            audio=audio,
+            sample_rate=int(meta["sample_rate"]),
+            frame_rate=int(meta["frame_rate"]),
+            key=key,
+            meta=meta,
+        )
 
     def store(self, segment: CachedSegment) -> None:
         """Write an entry atomically."""
@@ -85,6 +78,7 @@ class SegmentCache:
             "key": segment.key,
             "sample_rate": segment.sample_rate,
             "prompt_frames": segment.prompt_frames,
+            "frame_rate": segment.frame_rate,
         }
         buffer = io.BytesIO()
         np.savez(

@@ -185,4 +185,4 @@ def _generate(lm: Any, seg: Segment, done: dict[str, CachedSegment], events: Ren
         "device": str(lm.device),
         "dtype": str(lm.dtype),
     }
-    return CachedSegment(seg.key, result.tokens, result.audio, result.sample_rate, result.prompt_frames, meta)
+    return CachedSegment(**vars(result), key=seg.key, meta=meta)
