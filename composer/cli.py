@@ -36,8 +36,8 @@ ModelsOpt = Annotated[
     str | None,
     typer.Option(
         "--models",
-        help="Model source: 'hub' (real weights) or 'tiny' (random tiny models: noise, for pipeline checks). "
-        "Default: $COMPOSER_MODELS or hub.",
+        help="Model source: 'hub' (real weights), 'tiny' (tiny random models: noise, for pipeline checks) or "
+        "'random' (random weights at the real shapes, for benchmarks). Default: $COMPOSER_MODELS or hub.",
         show_default=False,
     ),
 ]
@@ -45,6 +45,11 @@ DeviceOpt = Annotated[
     str | None,
     typer.Option("--device", help="auto, cpu, cuda or cuda:N. Default: $COMPOSER_DEVICE or auto.", show_default=False),
 ]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option("--engine", help="Decoding loop: fast (composer's) or transformers (reference generate). "
+                 "Default: $COMPOSER_ENGINE or fast.", show_default=False),
+]  # fmt: skip
 StylesOpt = Annotated[
     Path | None,
     typer.Option(
@@ -70,8 +75,10 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def _settings(models: str | None = None, device: str | None = None, styles: Path | None = None) -> Settings:
-    from composer.settings import MODEL_SOURCES, load_settings
+def _settings(
+    models: str | None = None, device: str | None = None, styles: Path | None = None, engine: str | None = None
+) -> Settings:
+    from composer.settings import ENGINES, MODEL_SOURCES, load_settings
 
     try:
         settings = load_settings()
@@ -81,7 +88,10 @@ def _settings(models: str | None = None, device: str | None = None, styles: Path
     if models is not None and models not in MODEL_SOURCES:
         _err(f"compose: --models {models!r}: expected one of {', '.join(MODEL_SOURCES)}")
         raise typer.Exit(2)
-    return settings.with_(model_source=models, device=device, styles_dir=styles)
+    if engine is not None and engine not in ENGINES:
+        _err(f"compose: --engine {engine!r}: expected one of {', '.join(ENGINES)}")
+        raise typer.Exit(2)
+    return settings.with_(model_source=models, device=device, styles_dir=styles, engine=engine)
 
 
 @app.command()
@@ -166,6 +176,7 @@ def generate(
     models: ModelsOpt = None,
     device: DeviceOpt = None,
     styles: StylesOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Generate one clip from a prompt or a style (the generate_fsdp.py workflow)."""
     with _user_errors():
@@ -176,6 +187,7 @@ def _generate(
     output: Path, duration: float, prompt: str | None, style: str | None, model: str, seed: int | None,
     cfg: float, top_k: int, top_p: float, temperature: float, continue_from: Path | None,
     prompt_seconds: float, allow_long: bool, models: str | None, device: str | None, styles: Path | None,
+    engine: str | None,
 ) -> None:  # fmt: skip
     import random
     import time
@@ -193,7 +205,7 @@ def _generate(
     if output.suffix.lower() not in (".wav", ".flac"):
         _err(f"compose generate: --output {output}: use a .wav or .flac file name")
         raise typer.Exit(2)
-    settings = _settings(models, device, styles)
+    settings = _settings(models, device, styles, engine)
     text = prompt
     if style is not None:
         from composer.styles import StyleLibrary
@@ -220,7 +232,7 @@ def _generate(
     )  # fmt: skip
     started = time.perf_counter()
     with _progress(f"generating {duration:g} s with {lm.repo_id}") as update:
-        result = run_generation(lm, request, progress=update)
+        result = run_generation(lm, request, progress=update, engine=settings.engine)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - started
     write_audio(output, result.new_audio, result.sample_rate, bit_depth=16)
     record = {
@@ -230,7 +242,7 @@ def _generate(
         "continue_from": str(continue_from) if continue_from else None,
         "prompt_seconds": prompt_seconds if continue_from else None,
         "sample_rate": result.sample_rate, "frames": int(result.new_tokens.shape[1]),
-        "device": str(lm.device), "seconds_taken": round(elapsed, 3),
+        "device": str(lm.device), "engine": settings.engine, "seconds_taken": round(elapsed, 3),
     }  # fmt: skip
     atomic_write_text(output.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     n = result.new_audio.shape[1]
@@ -278,12 +290,12 @@ def plan(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, device: De
 
 @app.command()
 def render(file: FileArg, out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None,
-           device: DeviceOpt = None, styles: StylesOpt = None) -> None:  # fmt: skip
+           device: DeviceOpt = None, styles: StylesOpt = None, engine: EngineOpt = None) -> None:  # fmt: skip
     """Render an arrangement: stems, transitions, loudness-matched mix, stems, manifest, markers, picture."""
     from composer.cli_render import run_render
 
     with _user_errors():
-        settings = _settings(models, device, styles)
+        settings = _settings(models, device, styles, engine)
         run_render(file, settings, out or settings.output_dir, takes=takes)
 
 
@@ -293,13 +305,13 @@ def regen(
     section: SectionArg,
     seed: Annotated[int | None, typer.Option(help="New seed (default: random, recorded).")] = None,
     out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None, device: DeviceOpt = None,
-    styles: StylesOpt = None,
+    styles: StylesOpt = None, engine: EngineOpt = None,
 ) -> None:  # fmt: skip
     """Regenerate one section (and only what depends on it), then re-assemble."""
     from composer.cli_render import run_render
 
     with _user_errors():
-        settings = _settings(models, device, styles)
+        settings = _settings(models, device, styles, engine)
         run_render(file, settings, out or settings.output_dir, takes=takes, regen=section, regen_seed=seed)
 
 
@@ -341,10 +353,10 @@ def models_pull(
         settings = _settings(models)
         for name in names:
             repo_id = resolve_repo_id(name, settings)
-            if settings.model_source == "tiny":
-                from composer.engine.tiny import ensure_tiny_model
+            if settings.model_source in ("tiny", "random"):
+                from composer.engine.tiny import ensure_synthetic_model
 
-                ensure_tiny_model(alias_of(name) or name, settings.hub_cache)
+                ensure_synthetic_model(settings.model_source, alias_of(name) or name, settings.hub_cache)
             else:
                 pull_model(repo_id, settings)
             typer.echo(f"{repo_id}: in {settings.hub_cache}")

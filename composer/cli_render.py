@@ -19,8 +19,7 @@ class ProgressEvents:
     def __init__(self, console: Any, bars: Any | None):
         self.console = console
         self.bars = bars
-        self.task: Any = None
-        self.count = 0
+        self.tasks: dict[str, Any] = {}
 
     def phase(self, model: str, segments: list[Segment]) -> None:
         seconds = sum(s.duration_s for s in segments)
@@ -28,16 +27,16 @@ class ProgressEvents:
 
     def segment_started(self, segment: Segment) -> None:
         if self.bars is not None:
-            self.task = self.bars.add_task(f"  {segment.id}", total=segment.frames)
+            self.tasks[segment.id] = self.bars.add_task(f"  {segment.id}", total=segment.frames)
 
     def segment_progress(self, segment: Segment, done: int, total: int) -> None:
-        if self.bars is not None and self.task is not None:
-            self.bars.update(self.task, completed=done, total=total)
+        """Batched segments report once for the whole batch, under the batch's first segment."""
+        if self.bars is not None and segment.id in self.tasks:
+            self.bars.update(self.tasks[segment.id], completed=done, total=total)
 
     def segment_finished(self, segment: Segment, seconds: float, cached: bool) -> None:
-        if self.bars is not None and self.task is not None:
-            self.bars.remove_task(self.task)
-            self.task = None
+        if self.bars is not None and segment.id in self.tasks:
+            self.bars.remove_task(self.tasks.pop(segment.id))
         if not cached:
             self.console.print(f"  generated {segment.id} ({segment.duration_s:g} s) in {seconds:.1f} s")
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-ModelSource = Literal["hub", "tiny"]
-MODEL_SOURCES: tuple[str, ...] = ("hub", "tiny")
+ModelSource = Literal["hub", "tiny", "random"]
+MODEL_SOURCES: tuple[str, ...] = ("hub", "tiny", "random")
+ENGINES: tuple[str, ...] = ("fast", "transformers")
+CPU_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32")
 
 # The repository root when composer runs from a checkout (editable install or Docker /app).
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +32,13 @@ class Settings:
     cache_dir: Path  # model cache root, laid out like HF_HOME (weights under hub/)
     hub_cache: Path  # the huggingface_hub cache folder (models--ORG--NAME/...)
     offline: bool  # never touch the network; load weights from the cache only
-    model_source: ModelSource  # "hub": real weights; "tiny": tiny random models for pipeline checks
+    model_source: ModelSource  # "hub": real weights; "tiny": tiny random models; "random": real shapes, random weights
     device: str  # "auto", "cpu", "cuda" or "cuda:N"
     styles_dir: Path  # the style library
     output_dir: Path  # root for render outputs
+    engine: str = "fast"  # decoding loop: "fast" (composer's) or "transformers" (reference generate)
+    batch_size: int = 4  # segments of one model generated together (fast engine)
+    cpu_dtype: str = "float16"  # LM decoder weights on CPU (memory-bound: half the bytes, ~3x the speed)
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields replaced (None values are ignored)."""
@@ -55,10 +60,12 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     Precedence for the model cache: ``COMPOSER_CACHE_DIR``, then ``HF_HOME``, then
     ``AUDIOCRAFT_CACHE_DIR`` (the Docker image sets both to ``/cache``), then ``./model-cache``.
     ``HF_HUB_CACHE`` overrides the hub folder inside it. ``HF_HUB_OFFLINE=1`` forbids downloads.
-    ``COMPOSER_MODELS`` picks the model source (``hub`` or ``tiny``), ``COMPOSER_DEVICE`` the device.
+    ``COMPOSER_MODELS`` picks the model source (``hub``, ``tiny`` or ``random``), ``COMPOSER_DEVICE`` the
+    device, ``COMPOSER_ENGINE`` the decoding loop, ``COMPOSER_BATCH`` how many segments run together and
+    ``COMPOSER_CPU_DTYPE`` the LM decoder's weight type on CPU.
 
     Raises:
-        ValueError: if COMPOSER_MODELS names an unknown source.
+        ValueError: if a variable holds an unknown value.
     """
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else cwd
@@ -69,6 +76,18 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     source = (env.get("COMPOSER_MODELS") or "hub").strip().lower()
     if source not in MODEL_SOURCES:
         raise ValueError(f"COMPOSER_MODELS={source!r}: expected one of {', '.join(MODEL_SOURCES)}")
+    engine = (env.get("COMPOSER_ENGINE") or "fast").strip().lower()
+    if engine not in ENGINES:
+        raise ValueError(f"COMPOSER_ENGINE={engine!r}: expected one of {', '.join(ENGINES)}")
+    try:
+        batch_size = int(env.get("COMPOSER_BATCH") or 4)
+    except ValueError:
+        raise ValueError(f"COMPOSER_BATCH={env.get('COMPOSER_BATCH')!r}: expected a whole number") from None
+    if not 1 <= batch_size <= 64:
+        raise ValueError(f"COMPOSER_BATCH={batch_size}: expected 1..64")
+    cpu_dtype = (env.get("COMPOSER_CPU_DTYPE") or "float16").strip().lower()
+    if cpu_dtype not in CPU_DTYPES:
+        raise ValueError(f"COMPOSER_CPU_DTYPE={cpu_dtype!r}: expected one of {', '.join(CPU_DTYPES)}")
     return Settings(
         cache_dir=cache_dir,
         hub_cache=hub_cache,
@@ -77,4 +96,7 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
         device=(env.get("COMPOSER_DEVICE") or "auto").strip(),
         styles_dir=_default_styles_dir(env, cwd),
         output_dir=Path(env.get("COMPOSER_OUTPUT_DIR") or cwd / "output"),
+        engine=engine,
+        batch_size=batch_size,
+        cpu_dtype=cpu_dtype,
     )

@@ -141,3 +141,15 @@ def test_models_pull_offline_is_one_line(tmp_path: Path, monkeypatch) -> None:  
     result = runner.invoke(app, ["models", "pull", "small"])
     assert result.exit_code == 3
     assert result.output.strip() == "cannot download facebook/musicgen-small: HF_HUB_OFFLINE is set"
+
+
+def test_generate_with_reference_engine(tiny_env: Path, tmp_path: Path) -> None:
+    fast, ref = tmp_path / "fast.wav", tmp_path / "ref.wav"
+    base = ["generate", "--prompt", "ambient drone", "-d", "1", "--seed", "4"]
+    assert runner.invoke(app, [*base, "-o", str(fast)]).exit_code == 0
+    result = runner.invoke(app, [*base, "-o", str(ref), "--engine", "transformers"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(ref.with_suffix(".json").read_text())["engine"] == "transformers"
+    assert sha(fast) != sha(ref), "the engines sample from different random streams"
+    bad = runner.invoke(app, [*base, "-o", str(ref), "--engine", "warp"])
+    assert bad.exit_code == 2 and "--engine" in bad.output

@@ -39,3 +39,15 @@ def test_with_ignores_none(tmp_path: Path) -> None:
     s = load_settings(env={}, cwd=tmp_path)
     assert s.with_(device=None, model_source="tiny").model_source == "tiny"
     assert s.with_(device=None).device == "auto"
+
+
+def test_engine_batch_and_cpu_dtype(tmp_path: Path) -> None:
+    s = load_settings(env={}, cwd=tmp_path)
+    assert (s.engine, s.batch_size, s.cpu_dtype) == ("fast", 4, "float16")
+    s = load_settings(env={"COMPOSER_ENGINE": "transformers", "COMPOSER_BATCH": "8", "COMPOSER_CPU_DTYPE": "float32"},
+                      cwd=tmp_path)  # fmt: skip
+    assert (s.engine, s.batch_size, s.cpu_dtype) == ("transformers", 8, "float32")
+    for bad in ({"COMPOSER_ENGINE": "turbo"}, {"COMPOSER_BATCH": "lots"}, {"COMPOSER_BATCH": "0"},
+                {"COMPOSER_CPU_DTYPE": "int4"}):  # fmt: skip
+        with pytest.raises(ValueError):
+            load_settings(env=bad, cwd=tmp_path)

@@ -30,6 +30,8 @@ MODELS: dict[str, ModelInfo] = {
 
 # Tiny random-weight stand-ins (see composer.engine.tiny); "small" and "medium" differ in size.
 TINY_REPOS: dict[str, str] = {alias: f"composer-tiny/musicgen-{alias}" for alias in MODELS}
+# Random weights at the real shapes, for benchmarks (nothing to download).
+RANDOM_REPOS: dict[str, str] = {alias: f"composer-random/musicgen-{alias}" for alias in MODELS}
 
 
 def is_known_model(name: str) -> bool:

@@ -8,22 +8,27 @@ than one model window use windowed continuation (:mod:`composer.engine.windows`)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from composer.engine.catalog import DEFAULT_STRIDE_S, WINDOW_S
 from composer.engine.models import LoadedModel
-from composer.engine.windows import plan_windows
+from composer.engine.windows import Window, plan_windows
 from composer.errors import EngineError
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]  # (frames done, frames total)
+Engine = Literal["fast", "transformers"]
+ENGINES: tuple[str, ...] = ("fast", "transformers")
+DECODE_CHUNK_S = 10.0  # EnCodec decodes in chunks of this length, so memory does not grow with duration
+DECODE_CONTEXT_S = 2.0  # decoded on each side of a chunk and thrown away (the decoder's LSTM needs history)
 
 
 @dataclass(frozen=True)
@@ -111,13 +116,16 @@ def n_frames(duration_s: float, frame_rate: int) -> int:
     return max(1, round(duration_s * frame_rate))
 
 
-def generate(lm: LoadedModel, request: GenerationRequest, progress: ProgressFn | None = None) -> GenerationResult:
+def generate(
+    lm: LoadedModel, request: GenerationRequest, progress: ProgressFn | None = None, engine: Engine = "fast"
+) -> GenerationResult:
     """Generate one segment, windowed when longer than one model window.
 
     Args:
         lm: a loaded model.
         request: text, length, seed, sampling, optional continuation prompt.
-        progress: called with (frames done, frames total) after every decoding step.
+        progress: called with (frames done, frames total) as decoding goes.
+        engine: "fast" (composer's decoding loop) or "transformers" (the reference ``generate``).
 
     Returns:
         Tokens (prompt + new) and their decoded audio.
@@ -125,27 +133,113 @@ def generate(lm: LoadedModel, request: GenerationRequest, progress: ProgressFn |
     Raises:
         EngineError: an impossible request (prompt longer than a window, bad shapes).
     """
+    return generate_batch(lm, [request], progress, engine)[0]
+
+
+def generate_batch(
+    lm: LoadedModel,
+    requests: list[GenerationRequest],
+    progress: ProgressFn | None = None,
+    engine: Engine = "fast",
+    decode_chunk_s: float | None = DECODE_CHUNK_S,
+) -> list[GenerationResult]:
+    """Generate several segments; with the fast engine, each model window runs as one batch.
+
+    A segment's tokens do not depend on the batch it ran in: every window samples from its own
+    generator seeded from (seed, window index). The transformers engine runs one request at a time.
+
+    Args:
+        lm: a loaded model.
+        requests: the segments.
+        progress: called with (frames done, frames total) summed over the batch.
+        engine: "fast" or "transformers".
+        decode_chunk_s: EnCodec decode chunk length (None: decode in one pass).
+
+    Raises:
+        EngineError: an impossible request.
+    """
+    fr = lm.frame_rate
+    plans = []
+    for request in requests:
+        prompt = _check_prompt(request.prompt_tokens, lm.num_codebooks)
+        total = n_frames(request.duration_s, fr)
+        try:
+            windows = plan_windows(
+                total, 0 if prompt is None else prompt.shape[1], int(round(request.window_s * fr)),
+                int(round(request.stride_s * fr)),
+            )  # fmt: skip
+        except ValueError as exc:
+            raise EngineError(f"cannot generate {request.duration_s:g} s: {exc}") from None
+        start = prompt if prompt is not None else np.zeros((lm.num_codebooks, 0), dtype=np.int64)
+        plans.append((request, windows, start))
+    grand_total = sum(n_frames(r.duration_s, fr) for r in requests)
+    tokens = [start for _, _, start in plans]
+    done_before = 0
+
+    def report(done: int) -> None:
+        if progress is not None:
+            progress(min(done_before + done, grand_total), grand_total)
+
+    if engine == "transformers":
+        for i, (request, windows, _) in enumerate(plans):
+            tokens[i] = _reference_windows(lm, request, windows, tokens[i], report)
+            done_before += n_frames(request.duration_s, fr)
+    elif engine == "fast":
+        from composer.engine.fastloop import FastDecoder, Row
+
+        decoder = FastDecoder(lm)
+        for w in range(max(len(windows) for _, windows, _ in plans)):
+            active = [i for i, (_, windows, _) in enumerate(plans) if w < len(windows)]
+            rows = []
+            for i in active:
+                request, windows, _ = plans[i]
+                win = windows[w]
+                context = tokens[i][:, tokens[i].shape[1] - win.context_frames :]
+                s = request.sampling
+                rows.append(Row(request.text, context, win.new_frames, derive_window_seed(request.seed, w),
+                                s.guidance_scale, s.top_k, s.top_p, s.temperature))  # fmt: skip
+            window_frames = sum(r.new_frames for r in rows)
+
+            def on_step(done: int, total: int, frames: int = window_frames) -> None:
+                report(done * frames // total)
+
+            new = decoder.generate(rows, on_step=on_step)
+            for i, frames in zip(active, new, strict=True):
+                tokens[i] = np.concatenate([tokens[i], frames], axis=1)
+            done_before += window_frames
+    else:
+        raise EngineError(f"unknown engine {engine!r}; use fast or transformers")
+    results = []
+    for (_, _, start), codes in zip(plans, tokens, strict=True):
+        audio = decode_tokens(lm, codes, chunk_s=decode_chunk_s)
+        results.append(GenerationResult(codes, start.shape[1], audio, lm.sample_rate, fr))
+    return results
+
+
+def derive_window_seed(seed: int, window: int) -> int:
+    """The fast engine's seed for one window of a segment (window 0 uses the segment seed)."""
+    if window == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}:window:{window}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _reference_windows(
+    lm: LoadedModel,
+    request: GenerationRequest,
+    windows: list[Window],
+    tokens: np.ndarray,
+    report: Callable[[int], None],
+) -> np.ndarray:
+    """transformers' generate, window by window, under one seeded global RNG (restored afterwards)."""
     import torch
 
-    fr = lm.frame_rate
-    total = n_frames(request.duration_s, fr)
-    window = int(round(request.window_s * fr))
-    stride = int(round(request.stride_s * fr))
-    prompt = _check_prompt(request.prompt_tokens, lm.num_codebooks)
-    prompt_frames = 0 if prompt is None else prompt.shape[1]
-    try:
-        windows = plan_windows(total, prompt_frames, window, stride)
-    except ValueError as exc:
-        raise EngineError(f"cannot generate {request.duration_s:g} s: {exc}") from None
-
-    tokens = prompt if prompt is not None else np.zeros((lm.num_codebooks, 0), dtype=np.int64)
     done = 0
 
     def step() -> None:
         nonlocal done
         done += 1
-        if progress is not None:
-            progress(min(done, total), total)
+        report(done)
 
     with torch.random.fork_rng(devices=[lm.device] if lm.device.type == "cuda" else []), torch.inference_mode():
         torch.manual_seed(request.seed)
@@ -154,8 +248,7 @@ def generate(lm: LoadedModel, request: GenerationRequest, progress: ProgressFn |
             new = _generate_window(lm, request.text, context, win.new_frames, request.sampling, step)
             tokens = np.concatenate([tokens, new], axis=1)
             done = win.start_frame + win.new_frames
-    audio = decode_tokens(lm, tokens)
-    return GenerationResult(tokens, prompt_frames, audio, lm.sample_rate, fr)
+    return tokens
 
 
 def _check_prompt(prompt: np.ndarray | None, codebooks: int) -> np.ndarray | None:
@@ -208,16 +301,29 @@ def _generate_window(
     return codes[:, p:].numpy().astype(np.int64)
 
 
-def decode_tokens(lm: LoadedModel, tokens: np.ndarray) -> np.ndarray:
-    """EnCodec-decode (codebooks, frames) codes to float32 audio (1, frames * hop)."""
+def decode_tokens(
+    lm: LoadedModel, tokens: np.ndarray, chunk_s: float | None = DECODE_CHUNK_S, context_s: float = DECODE_CONTEXT_S
+) -> np.ndarray:
+    """EnCodec-decode (codebooks, frames) codes to float32 audio (1, frames * hop).
+
+    With ``chunk_s``, the codes are decoded in chunks, each with ``context_s`` of codes decoded on
+    both sides and discarded, so peak memory stays flat however long the segment is.
+    """
     import torch
 
+    hop = lm.sample_rate // lm.frame_rate
+    frames = tokens.shape[1]
+    chunk = frames if chunk_s is None else max(1, int(round(chunk_s * lm.frame_rate)))
+    context = int(round(context_s * lm.frame_rate))
+    pieces = []
     with torch.inference_mode():
-        codes = torch.as_tensor(tokens, device=lm.device)[None, None]  # (1 chunk, batch 1, k, frames)
-        audio = lm.model.audio_encoder.decode(codes, audio_scales=[None]).audio_values
-    out = audio[0].float().cpu().numpy()
-    expected = tokens.shape[1] * (lm.sample_rate // lm.frame_rate)
-    return np.ascontiguousarray(out[:, :expected], dtype=np.float32)
+        for start in range(0, frames, chunk):
+            end = min(frames, start + chunk)
+            lo, hi = (start, end) if chunk >= frames else (max(0, start - context), min(frames, end + context))
+            codes = torch.as_tensor(tokens[:, lo:hi], device=lm.device)[None, None]  # (1 chunk, batch 1, k, n)
+            audio = lm.model.audio_encoder.decode(codes, audio_scales=[None]).audio_values[0].float().cpu().numpy()
+            pieces.append(audio[:, (start - lo) * hop : (end - lo) * hop])
+    return np.ascontiguousarray(np.concatenate(pieces, axis=1), dtype=np.float32)
 
 
 def encode_audio(lm: LoadedModel, audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -232,6 +338,7 @@ def encode_audio(lm: LoadedModel, audio: np.ndarray, sample_rate: int) -> np.nda
     if mono.shape[1] == 0:
         raise EngineError("continuation audio is shorter than one codec frame (20 ms)")
     with torch.inference_mode():
-        x = torch.as_tensor(mono, device=lm.device, dtype=lm.dtype)[None]  # (1, 1, samples)
+        codec_dtype = next(lm.model.audio_encoder.parameters()).dtype
+        x = torch.as_tensor(mono, device=lm.device, dtype=codec_dtype)[None]  # (1, 1, samples)
         codes = lm.model.audio_encoder.encode(x, bandwidth=None).audio_codes  # (1, 1, k, frames)
     return codes[0, 0].cpu().numpy().astype(np.int64)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from composer.engine.catalog import MODELS, TINY_REPOS, alias_of, is_known_model
+from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS, alias_of, is_known_model
 from composer.errors import ModelLoadingError
 from composer.settings import Settings
 
@@ -67,11 +67,13 @@ def resolve_repo_id(name: str, settings: Settings) -> str:
     """
     if not is_known_model(name):
         raise ModelLoadingError(f"unknown model {name!r}; use small, medium, large or a hub repo id (ORG/NAME)")
-    if settings.model_source == "tiny":
+    if settings.model_source in ("tiny", "random"):
         alias = alias_of(name)
         if alias is None:
-            raise ModelLoadingError(f"no tiny stand-in for {name!r}; tiny models exist for {', '.join(TINY_REPOS)}")
-        return TINY_REPOS[alias]
+            raise ModelLoadingError(
+                f"no {settings.model_source} stand-in for {name!r}; they exist for {', '.join(TINY_REPOS)}"
+            )
+        return (TINY_REPOS if settings.model_source == "tiny" else RANDOM_REPOS)[alias]
     return MODELS[name].repo_id if name in MODELS else name
 
 
@@ -106,7 +108,11 @@ def cached_revision(repo_id: str, hub_cache: Path) -> str | None:
 
 
 def load_model(name: str, settings: Settings) -> LoadedModel:
-    """Load a MusicGen checkpoint: fp16 on CUDA (T5 kept in fp32), fp32 on CPU.
+    """Load a MusicGen checkpoint.
+
+    On CUDA the LM decoder and EnCodec run in fp16 and T5 stays in fp32 (it overflows in fp16). On
+    CPU the LM decoder uses ``settings.cpu_dtype`` (default fp16: decoding is memory-bound, half the
+    bytes per step) and T5 and EnCodec stay in fp32.
 
     Args:
         name: small, medium, large or a hub repo id.
@@ -122,7 +128,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
 
     device = pick_device(settings.device)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    dtype = torch.float16 if device.type == "cuda" else getattr(torch, settings.cpu_dtype)
     quiet_transformers()
     try:
         model = MusicgenForConditionalGeneration.from_pretrained(
@@ -141,9 +147,11 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     model = cast(Any, model).eval().to(device)
     if dtype != torch.float32:
         model.decoder.to(dtype)
-        model.audio_encoder.to(dtype)
-        model.enc_to_dec_proj.to(dtype)
+        if hasattr(model, "enc_to_dec_proj"):
+            model.enc_to_dec_proj.to(dtype)
         _cast_encoder_output(model.text_encoder, dtype)  # T5 overflows in fp16: keep it fp32
+        if device.type == "cuda":
+            model.audio_encoder.to(dtype)
     log.info("loaded %s@%s on %s (%s)", repo_id, revision[:10], device, dtype)
     return LoadedModel(name, repo_id, revision, settings.model_source, model, processor, device, dtype)
 
@@ -158,10 +166,10 @@ def ensure_available(name: str, settings: Settings) -> str:
         ModelLoadingError: offline and not cached, or the download failed.
     """
     repo_id = resolve_repo_id(name, settings)
-    if settings.model_source == "tiny":
-        from composer.engine.tiny import ensure_tiny_model
+    if settings.model_source in ("tiny", "random"):
+        from composer.engine.tiny import ensure_synthetic_model
 
-        ensure_tiny_model(alias_of(name) or name, settings.hub_cache)
+        ensure_synthetic_model(settings.model_source, alias_of(name) or name, settings.hub_cache)
     revision = cached_revision(repo_id, settings.hub_cache)
     if revision is None:
         if settings.offline:

@@ -1,4 +1,5 @@
-"""Tiny MusicGen models with random weights, for pipeline checks and tests.
+"""MusicGen models with random weights: tiny ones for pipeline checks and tests, and ones at the real
+musicgen-small/medium/large shapes for performance work.
 
 They are built once into the model cache with ``save_pretrained`` in the Hugging Face cache layout
 (``hub/models--composer-tiny--musicgen-small/snapshots/<rev>/`` plus ``refs/main``) and then loaded
@@ -13,14 +14,21 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from composer.engine.catalog import TINY_REPOS
+from composer.engine.catalog import RANDOM_REPOS, TINY_REPOS
 
 # decoder (hidden, layers, heads, ffn) per alias: "small" and "medium" differ so tests see two models
 TINY_SHAPES: dict[str, tuple[int, int, int, int]] = {
     "small": (32, 2, 4, 64),
     "medium": (64, 3, 4, 128),
     "large": (96, 4, 4, 192),
+}
+# real decoder shapes (hidden, layers, heads, ffn): see MUSICGEN_NOTES / the published configs
+REAL_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "small": (1024, 24, 16, 4096),
+    "medium": (1536, 48, 24, 6144),
+    "large": (2048, 48, 32, 8192),
 }
 TINY_VERSION = "2"
 
@@ -36,8 +44,8 @@ continue leading into section intro outro build drop break
 """.split()  # noqa: SIM905 (a word list reads better as prose)
 
 
-def _revision(alias: str) -> str:
-    return hashlib.sha1(f"composer-tiny-{TINY_VERSION}-{alias}".encode()).hexdigest()
+def _revision(kind: str, alias: str) -> str:
+    return hashlib.sha1(f"composer-{kind}-{TINY_VERSION}-{alias}".encode()).hexdigest()
 
 
 def _repo_folder(hub_cache: Path, repo_id: str) -> Path:
@@ -45,21 +53,29 @@ def _repo_folder(hub_cache: Path, repo_id: str) -> Path:
 
 
 def ensure_tiny_model(alias: str, hub_cache: Path) -> str:
-    """Build the tiny model for ``alias`` into ``hub_cache`` unless it is there; return its repo id.
+    """Build the tiny model for ``alias`` into ``hub_cache`` unless it is there; return its repo id."""
+    return ensure_synthetic_model("tiny", alias, hub_cache)
+
+
+def ensure_synthetic_model(kind: str, alias: str, hub_cache: Path) -> str:
+    """Build the ``kind`` ("tiny" or "random") model for ``alias`` unless it is cached; return its repo id.
 
     Raises:
-        KeyError: unknown alias.
+        KeyError: unknown alias or kind.
     """
-    repo_id = TINY_REPOS[alias]
+    repo_id = {"tiny": TINY_REPOS, "random": RANDOM_REPOS}[kind][alias]
     folder = _repo_folder(hub_cache, repo_id)
-    rev = _revision(alias)
+    rev = _revision(kind, alias)
     snapshot = folder / "snapshots" / rev
     if (snapshot / "config.json").is_file() and (folder / "refs" / "main").is_file():
         return repo_id
     (folder / "snapshots").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder / "snapshots"))
     try:
-        _build(alias, tmp)
+        model, processor = build_model(kind, alias)
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "COMPOSER_RANDOM_WEIGHTS.txt").write_text("Random weights: output is noise, for checks only.\n")
         try:
             os.rename(tmp, snapshot)  # atomic: a half-built snapshot is never visible
         except OSError:
@@ -75,7 +91,8 @@ def ensure_tiny_model(alias: str, hub_cache: Path) -> str:
     return repo_id
 
 
-def _build(alias: str, out: Path) -> None:
+def build_model(kind: str, alias: str) -> tuple[Any, Any]:
+    """A random-weight MusicGen (transformers model, processor) of the ``kind`` and ``alias`` shape."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import (
@@ -102,15 +119,20 @@ def _build(alias: str, out: Path) -> None:
     vocab = [(tok, score) for tok, score in json.loads(trainer_tok.to_str())["model"]["vocab"]]
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
 
-    hidden, layers, heads, ffn = TINY_SHAPES[alias]
+    tiny = kind == "tiny"
+    hidden, layers, heads, ffn = (TINY_SHAPES if tiny else REAL_SHAPES)[alias]
+    # random kind: T5-base text encoder and the 32 kHz EnCodec of the published musicgen-* checkpoints
+    t5: dict[str, Any] = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4}
+    codec_shape: dict[str, Any] = {"num_filters": 4, "hidden_size": 16, "codebook_dim": 16, "num_lstm_layers": 1}
+    if not tiny:
+        t5 = {"d_model": 768, "d_kv": 64, "d_ff": 3072, "num_layers": 12, "num_heads": 12}
+        codec_shape = {"num_filters": 64, "hidden_size": 128, "codebook_dim": 128, "num_lstm_layers": 2}
     text = T5Config(  # type: ignore[call-arg]
-        vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-    )  # fmt: skip
+        vocab_size=len(vocab), decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **t5
+    )
     codec = EncodecConfig(
         sampling_rate=32000, audio_channels=1, upsampling_ratios=[8, 5, 4, 4], codebook_size=2048,
-        num_filters=4, hidden_size=16, codebook_dim=16, num_lstm_layers=1, target_bandwidths=[2.2],
-        normalize=False, chunk_length_s=None, overlap=None,
+        target_bandwidths=[2.2], normalize=False, chunk_length_s=None, overlap=None, **codec_shape,
     )  # fmt: skip
     decoder = MusicgenDecoderConfig(
         vocab_size=2048, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
@@ -129,6 +151,5 @@ def _build(alias: str, out: Path) -> None:
     model.generation_config.guidance_scale = 3.0
     model.generation_config.top_k = 250
     model.generation_config.max_length = 1503
-    model.save_pretrained(out)
-    MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tokenizer).save_pretrained(out)
-    (out / "COMPOSER_TINY_MODEL.txt").write_text("Random weights: output is noise, for pipeline checks only.\n")
+    processor = MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tokenizer)
+    return model, processor

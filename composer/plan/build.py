@@ -157,7 +157,7 @@ def build_plan(
         parent = next((s for s in segments if s.id == seg.prompt_from), None)
         payload = asdict(seg) | {"key": None, "id": None, "section": None, "take": None, "model": None}
         payload |= {"parent": parent.key if parent else None, "plan_version": PLAN_VERSION}
-        payload |= {"source": settings.model_source}
+        payload |= {"source": settings.model_source, "engine": settings.engine}
         segments.append(Segment(**(asdict(seg) | {"sampling": seg.sampling, "key": _hash(payload)})))
 
     for i, sec in enumerate(arr.sections):

@@ -20,7 +20,6 @@ from composer.render.cache import CachedSegment, SegmentCache
 from composer.settings import Settings
 
 log = logging.getLogger(__name__)
-ENGINE_VERSION = "transformers-generate-1"
 
 
 class RenderEvents(Protocol):
@@ -108,42 +107,52 @@ def render_segments(
                     loaded.unload()  # one model resident at a time
                 loaded = loader(ready[0].model, settings)
                 want = loaded.repo_id
-            batch = [s for s in ready if s.repo_id == want]
-            events.phase(want, batch)
-            for seg in batch:
-                events.segment_started(seg)
+            phase = [s for s in ready if s.repo_id == want]
+            events.phase(want, phase)
+            size = 1 if settings.engine == "transformers" else settings.batch_size
+            for first in range(0, len(phase), size):
+                batch = phase[first : first + size]
+                for seg in batch:
+                    events.segment_started(seg)
                 started = time.perf_counter()
-                result = _generate_with_retry(loaded, seg, done, events)
+                results = _generate_with_retry(loaded, batch, done, events, settings.engine)
                 seconds = time.perf_counter() - started
-                cache.store(result)
-                done[seg.id] = result
-                stats.generated.append(seg.id)
-                stats.seconds[seg.id] = seconds
-                events.segment_finished(seg, seconds, cached=False)
-                pending.remove(seg)
+                for seg, result in zip(batch, results, strict=True):
+                    cache.store(result)
+                    done[seg.id] = result
+                    stats.generated.append(seg.id)
+                    stats.seconds[seg.id] = seconds / len(batch)
+                    events.segment_finished(seg, seconds / len(batch), cached=False)
+                    pending.remove(seg)
     finally:
         if loaded is not None:
             loaded.unload()
     return done, stats
 
 
-def _generate_with_retry(lm: Any, seg: Segment, done: dict[str, CachedSegment], events: RenderEvents) -> CachedSegment:
+def _generate_with_retry(
+    lm: Any, batch: list[Segment], done: dict[str, CachedSegment], events: RenderEvents, engine: str
+) -> list[CachedSegment]:
+    """Generate a batch; on out-of-memory, free memory and retry one segment at a time."""
     try:
-        return _generate(lm, seg, done, events)
+        return _generate(lm, batch, done, events, engine)
     except Exception as exc:
         if not _is_oom(exc):
             raise
-        log.warning("%s: out of memory; releasing cached memory and retrying once", seg.id)
+        log.warning("out of memory with %d segment(s); freeing memory and retrying one at a time", len(batch))
         _free_memory()
+    results = []
+    for seg in batch:
         try:
-            return _generate(lm, seg, done, events)
+            results += _generate(lm, [seg], done, events, engine, decode_chunk_s=5.0)
         except Exception as again:
             if _is_oom(again):
                 raise EngineError(
                     f"{seg.id}: out of GPU memory generating {seg.duration_s:g} s with {seg.repo_id}; "
-                    "shorten the segment, use a smaller model, or close other GPU programs"
+                    "shorten the segment, use a smaller model, set COMPOSER_BATCH=1, or close other GPU programs"
                 ) from again
             raise
+    return results
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -160,29 +169,38 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _generate(lm: Any, seg: Segment, done: dict[str, CachedSegment], events: RenderEvents) -> CachedSegment:
-    from composer.engine.generate import GenerationRequest, SamplingParams, generate
+def _generate(
+    lm: Any,
+    batch: list[Segment],
+    done: dict[str, CachedSegment],
+    events: RenderEvents,
+    engine: str,
+    decode_chunk_s: float = 10.0,
+) -> list[CachedSegment]:
+    from composer.engine.generate import GenerationRequest, SamplingParams, generate_batch
 
-    prompt = None
-    if seg.prompt_from is not None:
-        parent = done[seg.prompt_from].tokens
-        prompt = parent[:, max(0, parent.shape[1] - seg.prompt_frames) :]
-    request = GenerationRequest(
-        text=seg.text,
-        duration_s=seg.duration_s,
-        seed=seg.seed,
-        sampling=SamplingParams(seg.sampling.cfg, seg.sampling.top_k, seg.sampling.top_p, seg.sampling.temperature),
-        prompt_tokens=prompt,
-        window_s=seg.window_s,
-        stride_s=seg.stride_s,
-    )
-    result = generate(lm, request, progress=lambda d, t: events.segment_progress(seg, d, t))
-    meta = {
-        "segment": seg.id,
-        "repo_id": lm.repo_id,
-        "revision": lm.revision,
-        "engine": ENGINE_VERSION,
-        "device": str(lm.device),
-        "dtype": str(lm.dtype),
-    }
-    return CachedSegment(**vars(result), key=seg.key, meta=meta)
+    requests = []
+    for seg in batch:
+        prompt = None
+        if seg.prompt_from is not None:
+            parent = done[seg.prompt_from].tokens
+            prompt = parent[:, max(0, parent.shape[1] - seg.prompt_frames) :]
+        requests.append(
+            GenerationRequest(
+                text=seg.text, duration_s=seg.duration_s, seed=seg.seed,
+                sampling=SamplingParams(seg.sampling.cfg, seg.sampling.top_k, seg.sampling.top_p,
+                                        seg.sampling.temperature),
+                prompt_tokens=prompt, window_s=seg.window_s, stride_s=seg.stride_s,
+            )
+        )  # fmt: skip
+    lead = batch[0]
+    results = generate_batch(
+        lm, requests, progress=lambda d, t: events.segment_progress(lead, d, t), engine=engine,  # type: ignore[arg-type]
+        decode_chunk_s=decode_chunk_s,
+    )  # fmt: skip
+    out = []
+    for seg, result in zip(batch, results, strict=True):
+        meta = {"segment": seg.id, "repo_id": lm.repo_id, "revision": lm.revision, "engine": engine,
+                "device": str(lm.device), "dtype": str(lm.dtype), "batch": [s.id for s in batch]}  # fmt: skip
+        out.append(CachedSegment(**vars(result), key=seg.key, meta=meta))
+    return out

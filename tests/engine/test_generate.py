@@ -66,7 +66,9 @@ def test_windowed_generation_lengths_and_determinism(tiny_small) -> None:  # typ
     assert a.tokens.shape == (4, 125) and a.audio.shape == (1, 125 * 640)
     assert np.array_equal(a.tokens, generate(tiny_small, req).tokens)
     one_window = generate(tiny_small, GenerationRequest(TEXT, 2.5, seed=5))
-    assert np.array_equal(a.tokens[:, :50], one_window.tokens[:, :50]), "first window is the same generation"
+    # the first window is the same generation, except its last k-1 frames of the later codebooks: at a
+    # window's end the delay pattern pads the finished codebooks (as transformers does)
+    assert np.array_equal(a.tokens[:, :47], one_window.tokens[:, :47])
     assert not np.array_equal(a.tokens[:, 50:], one_window.tokens[:, 50:])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from composer.engine.catalog import TINY_REPOS
 from composer.engine.models import cached_revision, list_cached, load_model, resolve_repo_id
@@ -30,7 +31,11 @@ def test_small_and_medium_differ(tiny_settings: Settings) -> None:
     assert small.model.config.decoder.hidden_size == TINY_SHAPES["small"][0]
     assert medium.model.config.decoder.num_hidden_layers == TINY_SHAPES["medium"][1]
     assert small.sample_rate == 32000 and small.frame_rate == 50 and small.num_codebooks == 4
-    assert str(small.device) == "cpu" and str(small.dtype) == "torch.float32"
+    assert str(small.device) == "cpu" and str(small.dtype) == "torch.float16"  # the LM decoder on CPU
+    assert next(small.model.text_encoder.parameters()).dtype == torch.float32
+    assert next(small.model.audio_encoder.parameters()).dtype == torch.float32
+    full = load_model("small", tiny_settings.with_(cpu_dtype="float32"))
+    assert next(full.model.decoder.parameters()).dtype == torch.float32
 
 
 def test_resolve_repo_ids(tmp_path: Path) -> None:

@@ -173,3 +173,17 @@ def test_damaged_cache_entry_is_regenerated(copy_of_first: Path, settings: Setti
     victim.write_bytes(victim.read_bytes()[:100])
     result = render(SHORT, settings, copy_of_first)
     assert len(result.stats.generated) == 1
+
+
+def test_batch_size_does_not_change_the_result(first: RenderResult, settings: Settings, tmp_path: Path) -> None:
+    one_at_a_time = render(SHORT, settings.with_(batch_size=1), tmp_path)
+    assert one_at_a_time.stats.generated  # a fresh cache: everything generated again
+    assert sha(tmp_path / "short" / "mix.wav") == sha(first.folder / "mix.wav")
+
+
+def test_reference_engine_is_selectable_and_keyed_separately(settings: Settings, tmp_path: Path) -> None:
+    fast = render(SHORT, settings, tmp_path)
+    reference = render(SHORT, settings.with_(engine="transformers"), tmp_path)
+    assert len(reference.stats.generated) == 4, "other engine, other cache keys"
+    assert {s["engine"] for s in reference.manifest["segments"]} == {"transformers"}
+    assert {s["engine"] for s in fast.manifest["segments"]} == {"fast"}

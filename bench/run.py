@@ -1,0 +1,399 @@
+"""composer's benchmark: decoding speed, EnCodec decode, assembly DSP and a full render, side by side.
+
+    python -m bench.run                 # everything at the default sizes for this device
+    python -m bench.run --quick         # fewer frames (a smoke run, ~2 min on 2 CPU cores)
+    python -m bench.run --only decoding --device cuda
+
+Models are random weights at the real musicgen-small/-medium shapes (nothing to download); the full
+render uses the tiny models on CPU and the random real-shape ones on CUDA. Results go to
+bench/results/<machine>-<date>.json and a Markdown table is printed (paste it into the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import gc
+import json
+import platform
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TEXT = "dark industrial ebm, 128 bpm, analog bass sequence, hard machine drums"
+
+
+# -- measurement helpers ----------------------------------------------------------------------
+def reset_peaks(device: str) -> None:
+    gc.collect()
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peaks(device: str) -> dict[str, float | None]:
+    rss = None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM"):
+                rss = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    vram = None
+    if device == "cuda":
+        import torch
+
+        vram = torch.cuda.max_memory_allocated() / 2**20
+    return {
+        "peak_rss_mb": None if rss is None else round(rss, 1),
+        "peak_vram_mb": None if vram is None else round(vram, 1),
+    }
+
+
+def timed(device: str, fn: Callable[[], Any]) -> tuple[float, Any]:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+# -- decoding ---------------------------------------------------------------------------------
+def load_random(alias: str, device: str, dtype: str) -> Any:
+    import torch
+
+    from composer.engine.models import LoadedModel, quiet_transformers
+    from composer.engine.tiny import build_model
+
+    quiet_transformers()
+    model, processor = build_model("random", alias)
+    torch_dtype = getattr(torch, dtype)
+    model = model.to(device)
+    model.decoder.to(torch_dtype)
+    model.audio_encoder.to(torch_dtype)
+    if hasattr(model, "enc_to_dec_proj"):
+        model.enc_to_dec_proj.to(torch_dtype)
+    if torch_dtype != torch.float32:
+        from composer.engine.models import _cast_encoder_output
+
+        _cast_encoder_output(model.text_encoder, torch_dtype)
+    return LoadedModel(
+        alias, f"random/{alias}", "random", "random", model, processor, torch.device(device), torch_dtype
+    )
+
+
+def bench_decoding(alias: str, device: str, frames: int, batches: list[int], dtypes: list[str]) -> list[dict[str, Any]]:
+    """transformers generate vs composer's loop, one segment and batched, for each weight dtype."""
+    rows_out: list[dict[str, Any]] = []
+    for dtype in dtypes:
+        lm = load_random(alias, device, dtype)
+        rows_out += _decode_rows(lm, alias, device, dtype, frames, batches)
+        lm.unload()
+        gc.collect()
+    return rows_out
+
+
+def _decode_rows(lm: Any, alias: str, device: str, dtype: str, frames: int, batches: list[int]) -> list[dict[str, Any]]:
+    import torch
+
+    from composer.engine.fastloop import FastDecoder, Row
+    from composer.engine.generate import _capture_codes
+
+    steps = frames + 3
+    decoder = FastDecoder(lm)
+
+    def transformers(batch: int) -> None:
+        inputs = lm.processor(text=[TEXT] * batch, padding=True, return_tensors="pt").to(lm.device)
+        with _capture_codes(lm), torch.inference_mode():
+            lm.model.generate(**inputs, do_sample=True, guidance_scale=3.0, top_k=250, max_new_tokens=steps)
+
+    def fast(batch: int) -> None:
+        empty = np.zeros((4, 0), np.int64)
+        decoder.generate([Row(TEXT, empty, frames, i, 3.0, 250, 0.0, 1.0) for i in range(batch)])
+
+    transformers(1)  # warm-up: allocator, kernels, lazy init
+    fast(1)
+    out = []
+    plans: list[tuple[str, Callable[[int], None], list[int]]] = [("composer fast loop", fast, batches)]
+    if dtype in ("float32", "float16"):  # the baseline is what users run: fp32 on CPU, fp16 on CUDA
+        plans.insert(0, ("transformers generate", transformers, [b for b in batches if b <= 4]))
+    for name, fn, batch_list in plans:
+        for batch in batch_list:
+            reset_peaks(device)
+            seconds, _ = timed(device, lambda fn=fn, batch=batch: fn(batch))
+            per_stream = steps / seconds
+            row = {
+                "model": alias,
+                "engine": name,
+                "dtype": dtype,
+                "batch": batch,
+                "frames": frames,
+                "seconds": round(seconds, 3),
+                "steps_per_s": round(per_stream, 2),
+                "aggregate_steps_per_s": round(per_stream * batch, 2),
+                "s_per_10s_audio": round(500 / (per_stream * batch), 2),
+                "s_per_30s_audio": round(1500 / (per_stream * batch), 2),
+                "real_time_factor": round((per_stream * batch) / 50, 3),
+            } | peaks(device)
+            print(f"  decoding {alias} {dtype} {name} x{batch}: {row['aggregate_steps_per_s']} steps/s", flush=True)
+            out.append(row)
+    return out
+
+
+# -- EnCodec decode ---------------------------------------------------------------------------
+def bench_codec(device: str, durations: list[float]) -> list[dict[str, Any]]:
+    from composer.engine.generate import decode_tokens
+
+    lm = load_random("small", device, "float16" if device == "cuda" else "float32")
+    lm.model.decoder.to("cpu")  # only the codec is needed on the device
+    decode_tokens(lm, np.zeros((4, 50), np.int64), chunk_s=None)  # warm-up
+    out = []
+    for seconds in durations:
+        codes = np.random.default_rng(0).integers(0, 2048, (4, int(seconds * 50)))
+        results = {}
+        for mode, chunk in (("one-shot", None), ("chunked", 10.0)):
+            reset_peaks(device)
+            took, audio = timed(device, lambda chunk=chunk, codes=codes: decode_tokens(lm, codes, chunk_s=chunk))
+            results[mode] = audio
+            out.append({"seconds_of_audio": seconds, "mode": mode, "seconds": round(took, 3)} | peaks(device))
+        diff = results["chunked"] - results["one-shot"]
+        error = 10 * np.log10(np.mean(diff**2) / max(np.mean(results["one-shot"] ** 2), 1e-20))
+        out[-1]["error_db_vs_one_shot"] = round(float(error), 1)
+        print(
+            f"  codec {seconds:g} s: one-shot {out[-2]['seconds']} s, chunked {out[-1]['seconds']} s, "
+            f"error {error:.1f} dB",
+            flush=True,
+        )
+    lm.unload()
+    return out
+
+
+# -- assembly DSP -----------------------------------------------------------------------------
+def bench_assembly(seconds: float = 180.0, rate: int = 48000) -> dict[str, Any]:
+    from composer.assembly.crossfade import crossfade_join
+    from composer.assembly.limiter import limit
+    from composer.assembly.loudness import integrated_lufs, short_term_lufs
+    from composer.audio.dsp import highpass, resample
+
+    rng = np.random.default_rng(0)
+    n = int(seconds * rate)
+    parts = [rng.standard_normal((2, n // 6 + rate)).astype(np.float32) * 0.1 for _ in range(6)]
+    timings: dict[str, float] = {}
+    reset_peaks("cpu")
+
+    def step(name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        out = fn()
+        timings[name] = round(time.perf_counter() - start, 3)
+        return out
+
+    def crossfades() -> np.ndarray:
+        mix = parts[0]
+        for part in parts[1:]:
+            mix = crossfade_join(mix, part, 2 * rate)
+        return mix
+
+    mix = step("crossfades (5 x 2 s, equal power)", crossfades)
+    step("high-pass 20 Hz", lambda: highpass(mix, rate))
+    step("integrated loudness", lambda: integrated_lufs(mix, rate))
+    step("short-term loudness curve", lambda: short_term_lufs(mix, rate))
+    step("true-peak limiter", lambda: limit(mix * 4, rate, -1.0))
+    small = resample(mix, rate, 32000)
+    step("resample 32 kHz -> 48 kHz (soxr VHQ)", lambda: resample(small, 32000, rate))
+    print(f"  assembly {seconds:g} s stereo: {timings}", flush=True)
+    return {
+        "seconds_of_audio": seconds,
+        "sample_rate": rate,
+        "channels": 2,
+        "timings_s": timings,
+        "total_s": round(sum(timings.values()), 3),
+    } | peaks("cpu")
+
+
+# -- a whole render ---------------------------------------------------------------------------
+def bench_render(device: str, source: str) -> dict[str, Any]:
+    import tempfile
+
+    from composer.render.pipeline import render
+    from composer.settings import load_settings
+
+    class Phases:
+        def __init__(self) -> None:
+            self.phases: list[dict[str, Any]] = []
+            self.start = time.perf_counter()
+
+        def phase(self, model: str, segments: list[Any]) -> None:
+            self._close()
+            reset_peaks(device)
+            self.phases.append({"model": model, "segments": len(segments), "start": time.perf_counter()})
+
+        def _close(self) -> None:
+            if self.phases and "seconds" not in self.phases[-1]:
+                last = self.phases[-1]
+                last["seconds"] = round(time.perf_counter() - last.pop("start"), 2)
+                last |= peaks(device)
+
+        def segment_started(self, segment: Any) -> None: ...
+        def segment_progress(self, segment: Any, done: int, total: int) -> None: ...
+        def segment_finished(self, segment: Any, seconds: float, cached: bool) -> None: ...
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            "COMPOSER_MODELS": source,
+            "COMPOSER_CACHE_DIR": str(Path(tmp) / "models"),
+            "HF_HUB_OFFLINE": "1",
+            "COMPOSER_DEVICE": device,
+        }
+        settings = load_settings(env=env)
+        events = Phases()
+        start = time.perf_counter()
+        result = render(Path("arrangements/ebm_set.yaml"), settings, Path(tmp) / "out", events=events)
+        events._close()
+        total = time.perf_counter() - start
+    generation = sum(p["seconds"] for p in events.phases)
+    out = {
+        "arrangement": "arrangements/ebm_set.yaml",
+        "models": source,
+        "length_s": result.manifest["length_s"],
+        "total_s": round(total, 2),
+        "generation_s": round(generation, 2),
+        "assembly_and_export_s": round(total - generation, 2),
+        "phases": events.phases,
+    }
+    print(f"  render ebm_set ({source}): {out['total_s']} s total", flush=True)
+    return out
+
+
+# -- report -----------------------------------------------------------------------------------
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"Machine: {results['machine']} ({results['device']}), {results['date']}", ""]
+    dec = results.get("decoding", [])
+    if dec:
+        base = {r["model"]: r["steps_per_s"] for r in dec if r["engine"].startswith("transformers") and r["batch"] == 1}
+        batched = {
+            (r["model"], r["batch"]): r["aggregate_steps_per_s"] for r in dec if r["engine"].startswith("transformers")
+        }
+        header = [
+            "model",
+            "engine",
+            "dtype",
+            "batch",
+            "steps/s (aggregate)",
+            "s per 30 s audio",
+            "RTF",
+            "x transformers 1-at-a-time",
+            "x transformers same batch",
+            "peak RSS MB",
+            "peak VRAM MB",
+        ]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in dec:
+            same = batched.get((r["model"], r["batch"]))
+            vs_one = r["aggregate_steps_per_s"] / base[r["model"]]
+            vs_same = "" if same is None else f"{r['aggregate_steps_per_s'] / same:.2f}"
+            cells = [
+                r["model"],
+                r["engine"],
+                r["dtype"],
+                r["batch"],
+                r["aggregate_steps_per_s"],
+                r["s_per_30s_audio"],
+                r["real_time_factor"],
+                f"{vs_one:.2f}",
+                vs_same,
+                r["peak_rss_mb"],
+                r["peak_vram_mb"] or "-",
+            ]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        lines.append("")
+    codec = results.get("codec", [])
+    if codec:
+        lines += [
+            "| EnCodec decode | mode | seconds | peak RSS MB | peak VRAM MB | error vs one-shot |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in codec:
+            lines.append(
+                f"| {r['seconds_of_audio']:g} s | {r['mode']} | {r['seconds']} | {r['peak_rss_mb']} | "
+                f"{r['peak_vram_mb'] or '-'} | {r.get('error_db_vs_one_shot', '')} |"
+            )
+        lines.append("")
+    if "assembly" in results:
+        a = results["assembly"]
+        lines += [
+            f"Assembly DSP, {a['seconds_of_audio']:g} s stereo at {a['sample_rate']} Hz: {a['total_s']} s in all ("
+            + ", ".join(f"{k} {v} s" for k, v in a["timings_s"].items())
+            + ")",
+            "",
+        ]
+    if "render" in results:
+        r = results["render"]
+        lines += [
+            f"Full render of {r['arrangement']} ({r['models']} models, {r['length_s']} s track): {r['total_s']} s "
+            f"(generation {r['generation_s']} s, assembly and export {r['assembly_and_export_s']} s)"
+        ]
+        for p in r["phases"]:
+            lines.append(
+                f"- phase {p['model']}: {p['segments']} segments, {p['seconds']} s, peak RSS {p['peak_rss_mb']} MB, "
+                f"peak VRAM {p['peak_vram_mb'] or '-'} MB"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="fewer frames and shorter codec runs")
+    parser.add_argument("--only", choices=["decoding", "codec", "assembly", "render"], action="append")
+    parser.add_argument("--medium", action="store_true", help="also decode at medium shapes (slow on CPU)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    cuda = args.device == "cuda"
+    only = set(args.only or ["decoding", "codec", "assembly", "render"])
+    machine = socket.gethostname().split(".")[0] if cuda else f"cpu{torch.get_num_threads()}"
+    results: dict[str, Any] = {
+        "machine": machine,
+        "device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
+        "date": dt.date.today().isoformat(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+    }
+    frames = (1500 if not args.quick else 250) if cuda else (40 if not args.quick else 15)
+    if "decoding" in only:
+        dtypes = ["float16"] if cuda else ["float32", "bfloat16"]
+        batches = [1, 4, 5, 8] if not args.quick else [1, 4]
+        results["decoding"] = bench_decoding("small", args.device, frames, batches, dtypes)
+        if args.medium or cuda:
+            results["decoding"] += bench_decoding("medium", args.device, frames, [1, 4], dtypes[:1])
+    if "codec" in only:
+        results["codec"] = bench_codec(args.device, [30.0, 60.0, 120.0] if not args.quick else [30.0, 60.0])
+    if "assembly" in only:
+        results["assembly"] = bench_assembly()
+    if "render" in only:
+        results["render"] = bench_render(args.device, "random" if cuda else "tiny")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{machine}-{results['date']}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {path}\n")
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
