@@ -40,6 +40,9 @@ class ProgressEvents:
         if not cached:
             self.console.print(f"  generated {segment.id} ({segment.duration_s:g} s) in {seconds:.1f} s")
 
+    def finished(self) -> None:
+        self.console.print("assembling, mastering and writing files")
+
 
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console

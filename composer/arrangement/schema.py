@@ -19,8 +19,12 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 KEY_PATTERN = re.compile(r"^[A-G][#b]?(\s*(major|minor|maj|min|m))?$", re.IGNORECASE)
 
 
+RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+MAX_TRACK_S = 1200.0  # 20 minutes of generated audio: beyond that an arrangement is a mistake, not a track
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, allow_inf_nan=False)
 
 
 class Loudness(_Strict):
@@ -196,11 +200,16 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
     problems += _crossfade_problems(arr.transitions, ("transitions",))
     if arr.generation.stride_s >= arr.generation.window_s:
         problems.append((("generation", "stride_s"), "stride_s must be shorter than window_s"))
+    if arr.output.format == "flac" and arr.output.bit_depth == "float":
+        problems.append((("output", "bit_depth"), "FLAC cannot store float samples; use 16 or 24, or format: wav"))
+    problems += _length_problems(arr)
     seen: dict[str, str] = {}
     last = len(arr.sections) - 1
     for i, sec in enumerate(arr.sections):
         at: Path_ = ("sections", i)
         folded = sec.name.lower()  # case-insensitive file systems would merge these
+        if folded in RESERVED_NAMES:
+            problems.append((at + ("name",), f"{sec.name!r} is a reserved file name on Windows; pick another name"))
         if folded in seen:
             problems.append((at + ("name",), f"duplicate section name {sec.name!r} (clashes with {seen[folded]!r})"))
         seen.setdefault(folded, sec.name)
@@ -227,6 +236,49 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
                 problems.append((at + ("transition",), "the last section has no following boundary"))
             problems += _model_problems(sec.transition.model, at + ("transition", "model"))
             problems += _crossfade_problems(sec.transition, at + ("transition",))
+    return problems
+
+
+def _has_transition(arr: Arrangement, i: int) -> bool:
+    """Is there a generated transition between section i and i + 1?"""
+    spec = arr.sections[i].transition
+    if arr.sections[i + 1].continue_from == "previous":
+        return False
+    return spec is None or spec.type == "generated"
+
+
+def transition_duration_s(arr: Arrangement, i: int) -> float:
+    spec = arr.sections[i].transition
+    return (spec.duration_s if spec and spec.duration_s else None) or arr.transitions.duration_s
+
+
+def _length_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
+    """Crossfades that do not fit the audio they join, and absurd total lengths."""
+    problems: list[tuple[Path_, str]] = []
+    total = 0.0
+    for i, sec in enumerate(arr.sections):
+        total += sec.duration_s
+        if i + 1 == len(arr.sections) or arr.sections[i + 1].continue_from == "previous":
+            continue
+        generated = _has_transition(arr, i)
+        before = transition_duration_s(arr, i) if generated else sec.duration_s
+        total += transition_duration_s(arr, i) if generated else 0.0
+        overlap = arr.crossfade_s(sec.transition)
+        shortest = min(before, arr.sections[i + 1].duration_s)
+        if overlap > shortest:
+            own = sec.transition is not None and (sec.transition.crossfade_s or sec.transition.crossfade_bars)
+            loc: Path_ = ("sections", i, "transition") if own else ("transitions",)
+            problems.append(
+                (
+                    loc,
+                    f"crossfade of {overlap:g} s into {arr.sections[i + 1].name!r} is longer than the audio it "
+                    f"joins ({shortest:g} s)",
+                )  # fmt: skip
+            )
+    if total > MAX_TRACK_S:
+        problems.append(
+            (("sections",), f"{total:.0f} s of generated audio is absurdly long (limit {MAX_TRACK_S:.0f} s); split it")
+        )
     return problems
 
 

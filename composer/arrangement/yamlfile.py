@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from composer.errors import ArrangementError, Problem
 
 MAX_FILE_BYTES = 1_000_000  # an arrangement is a few KB; anything this large is a mistake
+MAX_VALUES = 100_000  # after YAML alias expansion: stops "billion laughs" documents
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
 
@@ -62,7 +63,27 @@ def read_yaml(path: Path) -> Any:
         raise fail(f"YAML syntax error: {detail}", line) from None
     except YAMLError as exc:
         raise fail(f"YAML error: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise fail("YAML nests too deeply") from None
+    if data is None:
+        raise fail("file has no content (only comments?)")
+    if _expanded_size(data, MAX_VALUES) > MAX_VALUES:
+        raise fail(f"YAML aliases expand to more than {MAX_VALUES} values; write the values out instead")
     return data
+
+
+def _expanded_size(node: Any, limit: int) -> int:
+    """Values in the document with every alias expanded, counted up to just past ``limit``."""
+    count = 0
+    stack = [node]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def line_of(data: Any, loc: Sequence[str | int]) -> int | None:

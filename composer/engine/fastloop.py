@@ -93,7 +93,7 @@ class FastDecoder:
             states = self.lm.model.text_encoder(input_ids=inputs["input_ids"]).last_hidden_state.to(self.dtype)
             return self.project(states)[0] if self.project is not None else states[0]
 
-    def _cross_kv(self, texts: list[str]) -> list[tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]]:
+    def _cross_kv(self, texts: list[str]) -> list[tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]]:
         """Cross-attention keys/values, computed once: groups of rows with equally long texts.
 
         Rows are grouped by text length so each group attends without padding. The unconditional
@@ -114,7 +114,7 @@ class FastDecoder:
                     (self._split(layer.encoder_attn.k_proj(states)), self._split(layer.encoder_attn.v_proj(states)))
                     for layer in self.layers
                 ]
-                out.append((members, kv))
+                out.append((torch.tensor(members, device=self.device), kv))
         return out
 
     # -- the loop -----------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class FastDecoder:
         position: int,
         cache_k: torch.Tensor,
         cache_v: torch.Tensor,
-        cross: list[tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]],
+        cross: list[tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]],
         use_cfg: bool,
     ) -> torch.Tensor:
         """Run positions [position, position + T); return logits of the last one, (rows, K, V) float32."""
@@ -241,8 +241,7 @@ class FastDecoder:
             residual = hidden
             q = self._split(layer.encoder_attn.q_proj(layer.encoder_attn_layer_norm(hidden)))
             attn = torch.zeros_like(q)  # unconditional rows stay zero
-            for members, kv in cross:
-                index = torch.tensor(members, device=self.device)
+            for index, kv in cross:
                 attn[index] = F.scaled_dot_product_attention(q[index], *kv[i])
             hidden = residual + layer.encoder_attn.out_proj(attn.transpose(1, 2).reshape(rows, steps, self.dim))
             residual = hidden

@@ -210,8 +210,12 @@ def generate_batch(
     else:
         raise EngineError(f"unknown engine {engine!r}; use fast or transformers")
     results = []
-    for (_, _, start), codes in zip(plans, tokens, strict=True):
+    for (request, _, start), codes in zip(plans, tokens, strict=True):
         audio = decode_tokens(lm, codes, chunk_s=decode_chunk_s)
+        if not np.isfinite(audio).all():  # fp16 overflow in the codec: never let NaN reach a file
+            bad = int(np.size(audio) - np.isfinite(audio).sum())
+            log.warning("decoded audio for %r had %d NaN/inf samples; they were set to silence", request.text[:40], bad)
+            audio = np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
         results.append(GenerationResult(codes, start.shape[1], audio, lm.sample_rate, fr))
     return results
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from composer.arrangement.schema import Arrangement, Section
+from composer.arrangement.schema import Arrangement, Section, _has_transition, transition_duration_s
 from composer.engine.catalog import FRAME_RATE_HZ
 from composer.errors import ArrangementError, Problem
 from composer.settings import Settings
@@ -190,7 +190,7 @@ def build_plan(
             nxt = arr.sections[i + 1]
             t_model = (spec.model if spec and spec.model else None) or arr.transitions.model
             t_repo, t_rev = model_fields(t_model)
-            duration = (spec.duration_s if spec and spec.duration_s else None) or arr.transitions.duration_s
+            duration = transition_duration_s(arr, i)
             extra = f" {spec.prompt.strip()}" if spec and spec.prompt else ""
             add(
                 Segment(
@@ -218,13 +218,6 @@ def build_plan(
 
 def _segment(segments: list[Segment], segment_id: str) -> Segment:
     return next(s for s in segments if s.id == segment_id)
-
-
-def _has_transition(arr: Arrangement, i: int) -> bool:
-    spec = arr.sections[i].transition
-    if arr.sections[i + 1].continue_from == "previous":
-        return False
-    return spec is None or spec.type == "generated"
 
 
 def _place(arr: Arrangement, segments: list[Segment], file: str) -> tuple[list[Placement], list[Problem]]:

@@ -7,10 +7,13 @@ picked take) live in ``<out>/<name>/state.json`` and are recorded in the manifes
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from composer.errors import ArrangementError, ComposerError, Problem
 from composer.fsutil import atomic_write_text
 from composer.plan import Plan, Segment, build_plan
 from composer.render.cache import CachedSegment, SegmentCache
+from composer.render.lock import render_lock, sweep_temp_files
 from composer.render.run import RenderEvents, RunStats, render_segments
 from composer.settings import Settings
 from composer.styles import StyleLibrary
@@ -196,17 +200,37 @@ def render(
     for warning in plan.warnings:
         log.warning("%s", warning)
 
-    if generate:
-        segments, stats = render_segments(plan.segments + variants, settings, cache, events)
-    else:
-        segments, stats = _from_cache(plan, cache, file)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_state(folder, state)
-
     from composer.export.write import export_all
 
-    manifest = export_all(plan, arr, file, folder, segments, stats, state, settings, variants)
+    with render_lock(folder), _disk_full_is_an_error(folder):
+        sweep_temp_files(folder, cache.root)
+        if generate:
+            segments, stats = render_segments(plan.segments + variants, settings, cache, events)
+        else:
+            segments, stats = _from_cache(plan, cache, file)
+        save_state(folder, state)
+        manifest = export_all(plan, arr, file, folder, segments, stats, state, settings, variants)
     return RenderResult(plan, folder, stats, manifest, time.perf_counter() - started)
+
+
+class DiskFullError(ComposerError):
+    """The disk filled up while writing; everything finished before that is kept."""
+
+    exit_code = 74  # EX_IOERR
+
+
+@contextlib.contextmanager
+def _disk_full_is_an_error(folder: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = exc.filename or folder
+        raise DiskFullError(
+            f"disk full while writing {where}; finished segments are kept: free some space and run the same "
+            "command again to resume"
+        ) from exc
 
 
 def _models_used(arr: Arrangement) -> list[str]:

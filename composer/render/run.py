@@ -29,6 +29,7 @@ class RenderEvents(Protocol):
     def segment_started(self, segment: Segment) -> None: ...
     def segment_progress(self, segment: Segment, done: int, total: int) -> None: ...
     def segment_finished(self, segment: Segment, seconds: float, cached: bool) -> None: ...
+    def finished(self) -> None: ...
 
 
 class NoEvents:
@@ -44,6 +45,9 @@ class NoEvents:
         pass
 
     def segment_finished(self, segment: Segment, seconds: float, cached: bool) -> None:
+        pass
+
+    def finished(self) -> None:
         pass
 
 
@@ -127,6 +131,7 @@ def render_segments(
     finally:
         if loaded is not None:
             loaded.unload()
+    events.finished()
     return done, stats
 
 

@@ -1,0 +1,271 @@
+"""Faults while rendering: busy folders, full disks, out-of-memory, Ctrl-C, odd audio."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from composer.cli import app
+from composer.errors import EngineError
+from composer.render.pipeline import DiskFullError, render
+from composer.settings import Settings, load_settings
+from tests.conftest import REPO
+
+SHORT = REPO / "tests" / "data" / "short.yaml"
+runner = CliRunner()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def settings(tiny_cache: Path) -> Settings:
+    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
+           "HF_HUB_OFFLINE": "1", "COMPOSER_STYLES_DIR": str(REPO / "styles")}  # fmt: skip
+    return load_settings(env=env)
+
+
+@pytest.fixture(scope="module")
+def reference(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    render(SHORT, settings, out)
+    return out / "short" / "mix.wav"
+
+
+def test_busy_folder_is_refused_with_a_message(tiny_env: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "short"
+    folder.mkdir()
+    with open(folder / ".render.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242")
+        held.flush()
+        result = runner.invoke(app, ["render", str(SHORT), "--out", str(tmp_path)])
+    assert result.exit_code == 75
+    assert "another render is running (pid 4242)" in result.output
+    assert not (folder / "mix.wav").exists()
+
+
+def test_two_arrangements_share_the_cache_concurrently(tiny_env: Path, tmp_path: Path, reference: Path) -> None:
+    twin = tmp_path / "twin.yaml"
+    twin.write_text(SHORT.read_text().replace("title: Test Short", "title: Twin"))
+    out = tmp_path / "out"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "composer", "render", str(f), "--out", str(out)],
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        for f in (SHORT, twin)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stdout.read() if proc.stdout else ""
+    assert sha(out / "short" / "mix.wav") == sha(reference)
+    for stem in (out / "short" / "stems" / "raw").iterdir():
+        assert sha(stem) == sha(out / "twin" / "stems" / "raw" / stem.name)
+    from composer.render.cache import SegmentCache
+
+    cache = SegmentCache(out / "cache" / "segments")
+    entries = list(cache.root.rglob("*.npz"))
+    assert len(entries) == 4 and all(cache.load(p.stem) is not None for p in entries)
+
+
+def test_disk_full_keeps_finished_segments_and_resumes(
+    settings: Settings, tmp_path: Path, reference: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import composer.render.cache as cache_module
+
+    real = cache_module.atomic_write_bytes
+    calls = {"n": 0}
+
+    def flaky(path: Path, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(cache_module, "atomic_write_bytes", flaky)
+    with pytest.raises(DiskFullError, match="disk full while writing .*run the same command again"):
+        render(SHORT, settings, tmp_path)
+    kept = list((tmp_path / "cache" / "segments").rglob("*.npz"))
+    assert len(kept) == 2
+    assert not list(tmp_path.rglob(".*.tmp"))
+    monkeypatch.setattr(cache_module, "atomic_write_bytes", real)
+    resumed = render(SHORT, settings, tmp_path)
+    assert len(resumed.stats.generated) == 2 and len(resumed.stats.cached) == 2
+    assert sha(tmp_path / "short" / "mix.wav") == sha(reference)
+
+
+def test_disk_full_through_the_cli_is_one_line(tiny_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import composer.export.write as write_module
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "short" / "mix.wav"))
+
+    monkeypatch.setattr(write_module, "write_audio", full)
+    result = runner.invoke(app, ["render", str(SHORT), "--out", str(tmp_path)])
+    assert result.exit_code == 74
+    assert (
+        result.output.strip().splitlines()[-1].startswith(f"disk full while writing {tmp_path / 'short' / 'mix.wav'}")
+    )
+
+
+class FakeOOM(RuntimeError):
+    """Stands in for torch.cuda.OutOfMemoryError (matched by name and message)."""
+
+
+FakeOOM.__name__ = "OutOfMemoryError"
+
+
+def test_out_of_memory_retries_then_names_the_segment(
+    settings: Settings,
+    tmp_path: Path,
+    reference: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import composer.engine.generate as engine
+
+    real = engine.generate_batch
+    state = {"failures": 1}
+
+    def sometimes(lm, requests, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(requests) > 1 and state["failures"] > 0:
+            state["failures"] -= 1
+            raise FakeOOM("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(lm, requests, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "generate_batch", sometimes)
+    with caplog.at_level(logging.WARNING):
+        render(SHORT, settings, tmp_path / "a")
+    assert "out of memory with 2 segment(s)" in caplog.text
+    assert sha(tmp_path / "a" / "short" / "mix.wav") == sha(reference), "retrying one at a time changes nothing"
+
+    def always(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise FakeOOM("CUDA out of memory")
+
+    monkeypatch.setattr(engine, "generate_batch", always)
+    with pytest.raises(EngineError, match=r"intro: out of GPU memory generating 2.5 s .* COMPOSER_BATCH=1"):
+        render(SHORT, settings, tmp_path / "b")
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_env: Path, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "composer", "render", str(SHORT), "--out", str(tmp_path)],
+                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    cache = tmp_path / "cache" / "segments"
+    deadline = time.monotonic() + 120
+    while not list(cache.rglob("*.npz")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 130, output
+    assert "run the same command again to resume" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "short" / "mix.wav").exists()
+
+
+def test_nan_from_the_codec_becomes_silence(tiny_small, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    import composer.engine.generate as engine
+
+    real = engine.decode_tokens
+
+    def poisoned(*args, **kwargs):  # type: ignore[no-untyped-def]
+        audio = real(*args, **kwargs)
+        audio[:, 100:200] = np.nan
+        audio[:, 300] = np.inf
+        return audio
+
+    monkeypatch.setattr(engine, "decode_tokens", poisoned)
+    with caplog.at_level(logging.WARNING):
+        result = engine.generate(tiny_small, engine.GenerationRequest("x", 0.5, seed=1))
+    assert np.isfinite(result.audio).all() and np.all(result.audio[:, 100:200] == 0)
+    assert "NaN/inf" in caplog.text
+
+
+def test_silent_and_very_short_segments_assemble(settings: Settings, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    from composer.arrangement import load_arrangement
+    from composer.assembly.mix import assemble, master
+    from composer.plan import build_plan
+    from composer.render.cache import CachedSegment
+    from composer.styles import StyleLibrary
+
+    text = (
+        SHORT.read_text().replace("duration_s: 2.5", "duration_s: 0.3").replace("crossfade_s: 0.5", "crossfade_s: 0.1")
+    )
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text)
+    styles = StyleLibrary.load(REPO / "styles")
+    arr = load_arrangement(path, styles)
+    plan = build_plan(arr, "tiny", styles, settings)
+    segments = {}
+    for seg in plan.segments:
+        frames = seg.prompt_frames + seg.frames
+        tokens = np.zeros((4, frames), np.int64)
+        audio = np.zeros((1, frames * 640), np.float32)  # silence: loudness undefined
+        segments[seg.id] = CachedSegment(tokens=tokens, prompt_frames=seg.prompt_frames, audio=audio,
+                                         sample_rate=32000, frame_rate=50, key=seg.key)  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        assembly = assemble(plan, arr, segments, 44100)
+        mastered = master(assembly.mix(), 44100, -16.0, -1.0)
+    assert "loudness undefined" in caplog.text
+    assert np.isfinite(mastered.audio).all() and mastered.integrated_lufs is None
+    assert mastered.audio.shape[1] == pytest.approx(plan.length_s * 44100, abs=1)
+
+
+def test_clipping_input_is_limited_not_clipped() -> None:
+    from composer.assembly.limiter import true_peak_db
+    from composer.assembly.mix import master
+
+    rate = 48000
+    t = np.arange(5 * rate) / rate
+    loud = (3.0 * np.sin(2 * np.pi * 220 * t))[None].astype(np.float32)  # +9.5 dBFS: "clipped" input
+    out = master(loud, rate, -14.0, -1.0)
+    assert true_peak_db(out.audio) <= -1.0 + 1e-3
+    assert abs((out.integrated_lufs or 0) + 14) <= 0.5
+    assert len(np.unique(np.round(out.audio[0, : rate // 10], 4))) > 50, "a sine, not a square wave"
+
+
+def test_killed_many_times_never_shows_a_broken_file(tiny_env: Path, tmp_path: Path, reference: Path) -> None:
+    """SIGKILL at 20 different moments; every visible file is whole; the end result is identical."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "composer", "render", str(SHORT), "--out", str(out)]
+    import soundfile as sf
+
+    from composer.render.cache import SegmentCache
+
+    delays = np.linspace(2.0, 9.0, 20)
+    finished = 0
+    for delay in delays:
+        proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(delay))
+        proc.send_signal(signal.SIGKILL)
+        if proc.wait() == 0:
+            finished += 1
+        for entry in (out / "cache" / "segments").rglob("*.npz"):
+            assert SegmentCache(entry.parent.parent).load(entry.stem) is not None, entry
+        folder = out / "short"
+        for audio in folder.rglob("*.wav") if folder.is_dir() else []:
+            sf.info(str(audio))  # raises on a torn file
+        if (folder / "manifest.json").exists():
+            json.loads((folder / "manifest.json").read_text())
+        if finished:  # a render finished in time; start again from scratch to keep killing mid-way
+            shutil.rmtree(out)
+            finished = 0
+    assert subprocess.run(cmd, env=dict(os.environ), capture_output=True).returncode == 0
+    assert sha(out / "short" / "mix.wav") == sha(reference)
