@@ -284,9 +284,17 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [f"Machine: {results['machine']} ({results['device']}), {results['date']}", ""]
     dec = results.get("decoding", [])
     if dec:
-        base = {r["model"]: r["steps_per_s"] for r in dec if r["engine"].startswith("transformers") and r["batch"] == 1}
-        batched = {
-            (r["model"], r["batch"]): r["aggregate_steps_per_s"] for r in dec if r["engine"].startswith("transformers")
+        baseline = "float16" if results.get("device_type", "cpu") == "cuda" else "float32"
+        lines.append(
+            f"Baseline: transformers `generate` in {baseline}, one segment at a time (what users' scripts do). "
+            "'same batch' compares with transformers in the baseline dtype at the same batch size; "
+            "'same dtype' with transformers using the same weights and batch size."
+        )
+        lines.append("")
+        hf = {
+            (r["model"], r["dtype"], r["batch"]): r["aggregate_steps_per_s"]
+            for r in dec
+            if r["engine"].startswith("transformers")
         }
         header = [
             "model",
@@ -296,26 +304,30 @@ def markdown(results: dict[str, Any]) -> str:
             "steps/s (aggregate)",
             "s per 30 s audio",
             "RTF",
-            "x transformers 1-at-a-time",
-            "x transformers same batch",
+            "x baseline",
+            "x same batch",
+            "x same dtype",
             "peak RSS MB",
             "peak VRAM MB",
         ]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in dec:
-            same = batched.get((r["model"], r["batch"]))
-            vs_one = r["aggregate_steps_per_s"] / base[r["model"]]
-            vs_same = "" if same is None else f"{r['aggregate_steps_per_s'] / same:.2f}"
+            speed = r["aggregate_steps_per_s"]
+
+            def ratio(key: tuple[str, str, int], speed: float = speed) -> str:
+                return f"{speed / hf[key]:.2f}" if key in hf else ""
+
             cells = [
                 r["model"],
                 r["engine"],
                 r["dtype"],
                 r["batch"],
-                r["aggregate_steps_per_s"],
+                speed,
                 r["s_per_30s_audio"],
                 r["real_time_factor"],
-                f"{vs_one:.2f}",
-                vs_same,
+                ratio((r["model"], baseline, 1)),
+                ratio((r["model"], baseline, r["batch"])),
+                ratio((r["model"], r["dtype"], r["batch"])),
                 r["peak_rss_mb"],
                 r["peak_vram_mb"] or "-",
             ]
@@ -355,6 +367,24 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_footprints(results: dict[str, Any], device: str, source: Path) -> None:
+    """Record what `compose plan` should assume for this device (composer/plan/footprints.json)."""
+    from composer.plan.estimate import FOOTPRINTS
+
+    data = json.loads(FOOTPRINTS.read_text()) if FOOTPRINTS.exists() else {}
+    per_model = data.setdefault(device, {})
+    for row in results.get("decoding", []):
+        default_dtype = "float16"
+        if row["engine"] == "composer fast loop" and row["batch"] == 1 and row["dtype"] == default_dtype:
+            per_model.setdefault(row["model"], {})["steps_per_s"] = row["steps_per_s"]
+    one_shot_30 = [r for r in results.get("codec", []) if r["seconds_of_audio"] == 30.0 and r["mode"] == "chunked"]
+    for entry in per_model.values():
+        if one_shot_30:
+            entry["decode_s_per_30s"] = one_shot_30[0]["seconds"]
+    data.setdefault("sources", {})[device] = str(source.relative_to(RESULTS.parent.parent))
+    FOOTPRINTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -364,7 +394,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=["decoding", "codec", "assembly", "render"], action="append")
     parser.add_argument("--medium", action="store_true", help="also decode at medium shapes (slow on CPU)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--report", type=Path, help="print the Markdown tables of a results file and exit")
     args = parser.parse_args(argv)
+    if args.report:
+        print(markdown(json.loads(args.report.read_text())))
+        return
     cuda = args.device == "cuda"
     only = set(args.only or ["decoding", "codec", "assembly", "render"])
     machine = socket.gethostname().split(".")[0] if cuda else f"cpu{torch.get_num_threads()}"
@@ -391,8 +425,11 @@ def main(argv: list[str] | None = None) -> None:
         results["render"] = bench_render(args.device, "random" if cuda else "tiny")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{machine}-{results['date']}{'-quick' if args.quick else ''}.json"
+    if path.exists() and args.only:  # a partial rerun updates its sections of the day's file
+        results = json.loads(path.read_text()) | results
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {path}\n")
+    write_footprints(results, args.device, path)
     print(markdown(results))
 
 

@@ -71,7 +71,7 @@ def print_plan(plan: Plan, settings: Settings, device: str) -> None:
             str(i), seg.id, seg.kind, seg.model, f"{seg.duration_s:g}",
             f"{seg.prompt_from} ({seg.prompt_s:g} s)" if seg.prompt_from else "",
             f"{place.start_s:7.2f}–{place.end_s:7.2f}",
-            "-" if est.seconds is None else f"{est.seconds:.0f} s",
+            "-" if est.seconds is None else f"{est.seconds:.0f} s" + ("" if est.measured else " (formula)"),
             "-" if est.vram_gb is None else f"{est.vram_gb:.1f} GB",
         )  # fmt: skip
     console = _console()

@@ -1,22 +1,29 @@
-"""Rough time and VRAM estimates for plan display.
+"""Time and VRAM estimates for plan display.
 
-Basis: CPU speed measured on a 2-core machine (transformers generate, real musicgen-small shapes,
-CFG batch 2: 0.205 s/step) scaled by decoder size; GPU figures are conservative guesses for eager
-PyTorch on an RTX 3080-class card until the benchmark (bench/) measures them. VRAM: fp16 decoder
-weights + T5 in fp32 (0.44 GB) + EnCodec (0.12 GB) + KV cache + one-shot EnCodec decode
-activations (about 1 GB per 30 s).
+Time uses the footprints measured by the benchmark (``composer/plan/footprints.json``, written by
+``python -m bench.run``) for the device and model when there are some: composer's decoding loop,
+one segment at a time, plus the EnCodec decode. Where nothing was measured it falls back to a
+formula: CPU speed scaled by decoder size from musicgen-small, conservative GPU guesses. VRAM is a
+formula: fp16 decoder weights + EnCodec (0.12 GB) + KV cache + one 10 s decode chunk (T5 stays on
+the CPU).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from composer.engine.catalog import MODELS, alias_of
 from composer.plan.build import Segment
 
-CPU_S_PER_STEP_SMALL = 0.205
+FOOTPRINTS = Path(__file__).with_name("footprints.json")
+CPU_STEPS_PER_S_SMALL = 5.0  # transformers generate, fp32, 2 cores: the floor we never do worse than
 GPU_STEPS_PER_S = {"small": 40.0, "medium": 15.0, "large": 10.0}
 KV_GB_PER_30S = {"small": 0.3, "medium": 0.9, "large": 1.6}
+DECODE_CHUNK_GB = 0.4  # 10 s chunk + 2 s context each side, fp16
 DELAY_STEPS = 3
 
 
@@ -24,22 +31,40 @@ DELAY_STEPS = 3
 class Estimate:
     seconds: float | None
     vram_gb: float | None
+    measured: bool  # time from benchmark footprints rather than the formula
+
+
+@lru_cache(maxsize=1)
+def footprints() -> dict[str, Any]:
+    """Measured footprints, or {} when none were recorded."""
+    try:
+        return dict(json.loads(FOOTPRINTS.read_text()))
+    except (OSError, ValueError):
+        return {}
 
 
 def estimate(segment: Segment, device: str, source: str) -> Estimate:
     """Time to generate ``segment`` and its peak VRAM (None where composer cannot guess)."""
     alias = alias_of(segment.model)
     if source == "tiny" or alias is None:
-        return Estimate(None, None)
+        return Estimate(None, None, False)
     info = MODELS[alias]
     windows = max(1, -(-(segment.frames + segment.prompt_frames) // int(segment.window_s * 50)))
     steps = segment.frames + DELAY_STEPS * windows
+    measured = footprints().get(device, {}).get(alias, {})
+    if measured.get("steps_per_s"):
+        decode = measured.get("decode_s_per_30s", 0.0) * (segment.frames + segment.prompt_frames) / 1500
+        return Estimate(steps / measured["steps_per_s"] + decode, _vram(segment, alias, device), True)
     if device == "cpu":
-        seconds = steps * CPU_S_PER_STEP_SMALL * info.decoder_params_m / MODELS["small"].decoder_params_m
+        seconds = steps / CPU_STEPS_PER_S_SMALL * info.decoder_params_m / MODELS["small"].decoder_params_m
     else:
         seconds = steps / GPU_STEPS_PER_S[alias]
+    return Estimate(seconds, _vram(segment, alias, device), False)
+
+
+def _vram(segment: Segment, alias: str, device: str) -> float | None:
+    if device == "cpu":
+        return None
     window_frames = min(segment.frames + segment.prompt_frames, int(segment.window_s * 50))
     kv = KV_GB_PER_30S[alias] * window_frames / 1500
-    decode = 1.0 * (segment.frames + segment.prompt_frames) / 1500
-    vram = info.fp16_weights_gb + 0.44 + 0.12 + kv + decode
-    return Estimate(seconds, vram if device != "cpu" else None)
+    return MODELS[alias].fp16_weights_gb + 0.12 + kv + DECODE_CHUNK_GB
