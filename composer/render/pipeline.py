@@ -25,7 +25,7 @@ from composer.fsutil import atomic_write_text
 from composer.plan import Plan, Segment, build_plan
 from composer.render.cache import CachedSegment, SegmentCache
 from composer.render.lock import render_lock, sweep_temp_files
-from composer.render.run import RenderEvents, RunStats, render_segments
+from composer.render.run import NoEvents, RenderEvents, RunStats, render_segments
 from composer.settings import Settings
 from composer.styles import StyleLibrary
 
@@ -205,12 +205,53 @@ def render(
     with render_lock(folder), _disk_full_is_an_error(folder):
         sweep_temp_files(folder, cache.root)
         if generate:
-            segments, stats = render_segments(plan.segments + variants, settings, cache, events)
+            journal = Journal(folder / "journal.json", plan.segments + variants, events)
+            segments, stats = render_segments(plan.segments + variants, settings, cache, journal)
         else:
             segments, stats = _from_cache(plan, cache, file)
         save_state(folder, state)
         manifest = export_all(plan, arr, file, folder, segments, stats, state, settings, variants)
+        (folder / "journal.json").unlink(missing_ok=True)  # the manifest now says it all
     return RenderResult(plan, folder, stats, manifest, time.perf_counter() - started)
+
+
+class Journal:
+    """Passes render events on, and keeps ``journal.json`` up to date after every finished segment.
+
+    While a render runs (or after it was killed) the journal says which segments are done, with
+    their cache keys and timings, and which are still to come; the manifest replaces it at the end.
+    """
+
+    def __init__(self, path: Path, segments: list[Segment], events: RenderEvents | None):
+        self.path = path
+        self.events = events or NoEvents()
+        self.pending = [s.id for s in segments]
+        self.keys = {s.id: s.key for s in segments}
+        self.done: list[dict[str, Any]] = []
+
+    def _write(self) -> None:
+        record = {"finished": self.done, "pending": self.pending, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write_text(self.path, json.dumps(record, indent=2) + "\n")
+
+    def phase(self, model: str, segments: list[Segment]) -> None:
+        self.events.phase(model, segments)
+
+    def segment_started(self, segment: Segment) -> None:
+        self.events.segment_started(segment)
+
+    def segment_progress(self, segment: Segment, done: int, total: int) -> None:
+        self.events.segment_progress(segment, done, total)
+
+    def segment_finished(self, segment: Segment, seconds: float, cached: bool) -> None:
+        if segment.id in self.pending:
+            self.pending.remove(segment.id)
+        self.done.append({"id": segment.id, "cache_key": segment.key, "cached": cached, "seconds": round(seconds, 3)})
+        if not cached:
+            self._write()
+        self.events.segment_finished(segment, seconds, cached)
+
+    def finished(self) -> None:
+        self.events.finished()
 
 
 class DiskFullError(ComposerError):

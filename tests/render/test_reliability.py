@@ -269,3 +269,28 @@ def test_killed_many_times_never_shows_a_broken_file(tiny_env: Path, tmp_path: P
             finished = 0
     assert subprocess.run(cmd, env=dict(os.environ), capture_output=True).returncode == 0
     assert sha(out / "short" / "mix.wav") == sha(reference)
+
+
+def test_cache_entry_under_the_wrong_key_is_regenerated(settings: Settings, tmp_path: Path, reference: Path) -> None:
+    render(SHORT, settings, tmp_path)
+    entries = sorted((tmp_path / "cache" / "segments").rglob("*.npz"))
+    first, second = entries[0], entries[1]
+    shutil.copy(first, second)  # second now holds another segment's content: its stored key disagrees
+    result = render(SHORT, settings, tmp_path)
+    assert len(result.stats.generated) == 1
+    assert sha(tmp_path / "short" / "mix.wav") == sha(reference)
+
+
+def test_journal_tracks_a_render_in_progress(settings: Settings, tmp_path: Path) -> None:
+    from composer.render.run import NoEvents
+
+    seen: list[dict[str, object]] = []
+
+    class Spy(NoEvents):
+        def segment_finished(self, segment, seconds, cached):  # type: ignore[no-untyped-def]
+            seen.append(json.loads((tmp_path / "short" / "journal.json").read_text()))
+
+    render(SHORT, settings, tmp_path, events=Spy())
+    assert [len(j["finished"]) for j in seen] == [1, 2, 3, 4]  # type: ignore[arg-type]
+    assert seen[0]["pending"] and not seen[-1]["pending"]
+    assert not (tmp_path / "short" / "journal.json").exists(), "the manifest replaces the journal"
