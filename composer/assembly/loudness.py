@@ -39,17 +39,33 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
 
 
 def short_term_lufs(audio: np.ndarray, sample_rate: int, hop_s: float = 0.5, window_s: float = 3.0) -> np.ndarray:
-    """Short-term loudness (3 s window) every ``hop_s`` seconds; NaN where undefined. Returns (times, lufs)."""
+    """Short-term loudness (ungated, 3 s window) every ``hop_s`` seconds; NaN where undefined.
+
+    The K-weighting (pyloudnorm's BS.1770 filters) runs once over the whole signal and the window
+    means come from a cumulative sum, so a 3-minute mix takes a fraction of a second.
+
+    Returns:
+        (2, n) array: window centre times in seconds, and LUFS.
+    """
+    import pyloudnorm
+    from scipy.signal import lfilter
+
+    audio = np.asarray(audio, dtype=np.float64)
     n = audio.shape[1]
-    win = int(window_s * sample_rate)
+    win = min(int(window_s * sample_rate), n)
     hop = int(hop_s * sample_rate)
-    starts = range(0, max(n - win, 0) + 1, hop) if n >= win else [0]
-    values = []
-    for start in starts:
-        value = integrated_lufs(audio[:, start : start + win], sample_rate)
-        values.append(np.nan if value is None else value)
-    times = np.array([(s + min(win, n) / 2) / sample_rate for s in starts])
-    return np.stack([times, np.array(values)])
+    if win == 0:
+        return np.zeros((2, 0))
+    weighted = audio
+    for stage in pyloudnorm.Meter(sample_rate)._filters.values():
+        weighted = lfilter(stage.b, stage.a, weighted, axis=1)
+    power = np.concatenate([np.zeros(1), np.cumsum((weighted**2).sum(axis=0))])  # channel gains are 1 (L, R)
+    starts = np.arange(0, n - win + 1, hop)
+    mean = (power[starts + win] - power[starts]) / win
+    with np.errstate(divide="ignore"):
+        lufs = -0.691 + 10 * np.log10(mean)
+    lufs[~np.isfinite(lufs) | (lufs < SILENCE_LUFS)] = np.nan
+    return np.stack([(starts + win / 2) / sample_rate, lufs])
 
 
 def gain_to_target_db(audio: np.ndarray, sample_rate: int, target_lufs: float, max_gain_db: float = 30.0) -> float:

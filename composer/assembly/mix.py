@@ -14,7 +14,7 @@ import numpy as np
 
 from composer.arrangement.schema import Arrangement
 from composer.assembly.crossfade import Curve, fade_curves
-from composer.assembly.limiter import limit, true_peak_db
+from composer.assembly.limiter import limit
 from composer.assembly.loudness import db_to_gain, integrated_lufs
 from composer.audio.dsp import highpass, resample
 from composer.plan import Plan
@@ -131,10 +131,10 @@ def master(mix: np.ndarray, rate: int, target_lufs: float, ceiling_dbtp: float, 
     gain_db = 0.0 if measured is None else float(np.clip(target_lufs - measured, -40.0, 40.0))
     best: Master | None = None
     for _ in range(iterations):
-        limited, gain = limit((mix * db_to_gain(gain_db)).astype(np.float32), rate, ceiling_dbtp)
+        limited, gain, peak = limit((mix * db_to_gain(gain_db)).astype(np.float32), rate, ceiling_dbtp)
         final = integrated_lufs(limited, rate)
         reduction = float(-20 * np.log10(max(float(gain.min()), 1e-9))) if gain.size else 0.0
-        best = Master(limited, rate, gain_db, final, true_peak_db(limited), reduction)
+        best = Master(limited, rate, gain_db, final, peak, reduction)
         if final is None or abs(final - target_lufs) <= 0.1:
             break
         gain_db += target_lufs - final

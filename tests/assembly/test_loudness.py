@@ -45,12 +45,24 @@ def test_gain_to_target() -> None:
     assert integrated_lufs(x * 10 ** (gain / 20), 48000) == pytest.approx(-14, abs=0.05)
 
 
-def test_short_term_curve() -> None:
+@pytest.mark.parametrize("channels", [1, 2])
+def test_short_term_curve(channels: int) -> None:
     rate = 32000
-    x = np.concatenate([sine(1000, -30, 6, rate), sine(1000, -15, 6, rate)], axis=1)
+    x = np.concatenate([sine(1000, -30, 6, rate, channels), sine(1000, -15, 6, rate, channels)], axis=1)
     times, values = short_term_lufs(x, rate)
-    assert values[0] == pytest.approx(-33, abs=0.3) and values[-1] == pytest.approx(-18, abs=0.3)
-    assert np.all(np.diff(times) > 0)
+    mono_offset = 3.0 if channels == 1 else 0.0
+    assert values[0] == pytest.approx(-30 - mono_offset, abs=0.1)
+    assert values[-1] == pytest.approx(-15 - mono_offset, abs=0.1)
+    assert np.all(np.diff(times) > 0) and times[0] == pytest.approx(1.5)
+    # agrees with pyloudnorm's ungated measurement of the same 3 s window
+    window = x[:, int(6.5 * rate) : int(9.5 * rate)]
+    index = int(np.argmin(np.abs(times - 8.0)))
+    import pyloudnorm
+
+    ref = pyloudnorm.Meter(rate).integrated_loudness(window.T if channels > 1 else window[0])
+    assert values[index] == pytest.approx(ref, abs=0.05)  # a steady window: gating removes nothing
+    silent = short_term_lufs(np.zeros((1, 5 * rate), np.float32), rate)
+    assert np.isnan(silent[1]).all()
 
 
 @pytest.mark.parametrize("rate", [32000, 44100, 48000])
@@ -59,8 +71,9 @@ def test_limiter_holds_true_peak_without_clipping(rate: int, channels: int) -> N
     rng = np.random.default_rng(channels)
     x = sine(220, -6, 3, rate, channels) + rng.standard_normal((channels, 3 * rate)).astype(np.float32) * 0.05
     x[:, rate : rate + 200] *= 4.0  # a loud burst
-    out, gain = limit(x, rate, -1.0)
+    out, gain, peak = limit(x, rate, -1.0)
     assert true_peak_db(out) <= -1.0 + 1e-3
+    assert peak == pytest.approx(true_peak_db(out), abs=1e-3), "the reported peak is the measured one"
     assert np.all(gain <= 1.0) and np.all(gain > 0)
     assert out.shape == x.shape
     # no hard clipping: the output is the input times a smooth gain
@@ -71,7 +84,7 @@ def test_limiter_holds_true_peak_without_clipping(rate: int, channels: int) -> N
 
 def test_limiter_leaves_quiet_audio_alone() -> None:
     x = sine(1000, -20, 1, 48000)
-    out, gain = limit(x, 48000, -1.0)
+    out, gain, _ = limit(x, 48000, -1.0)
     assert np.array_equal(out, x) and np.all(gain == 1.0)
 
 
