@@ -239,7 +239,7 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
     return problems
 
 
-def _has_transition(arr: Arrangement, i: int) -> bool:
+def has_transition(arr: Arrangement, i: int) -> bool:
     """Is there a generated transition between section i and i + 1?"""
     spec = arr.sections[i].transition
     if arr.sections[i + 1].continue_from == "previous":
@@ -260,7 +260,7 @@ def _length_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
         total += sec.duration_s
         if i + 1 == len(arr.sections) or arr.sections[i + 1].continue_from == "previous":
             continue
-        generated = _has_transition(arr, i)
+        generated = has_transition(arr, i)
         before = transition_duration_s(arr, i) if generated else sec.duration_s
         total += transition_duration_s(arr, i) if generated else 0.0
         overlap = arr.crossfade_s(sec.transition)

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from composer.arrangement.schema import Arrangement, Section, _has_transition, transition_duration_s
+from composer.arrangement.schema import Arrangement, Section, has_transition, transition_duration_s
 from composer.engine.catalog import FRAME_RATE_HZ
 from composer.errors import ArrangementError, Problem
 from composer.settings import Settings
@@ -185,7 +185,7 @@ def build_plan(
                 prompt_from=prompt_from, prompt_s=arr.transitions.prompt_s if prompt_from else 0.0,
             )
         )  # fmt: skip
-        if i + 1 < len(arr.sections) and _has_transition(arr, i):
+        if i + 1 < len(arr.sections) and has_transition(arr, i):
             spec = sec.transition
             nxt = arr.sections[i + 1]
             t_model = (spec.model if spec and spec.model else None) or arr.transitions.model

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from composer import __version__
 from composer.arrangement import Arrangement, load_arrangement
 from composer.errors import ArrangementError, ComposerError, Problem
 from composer.fsutil import atomic_write_text
@@ -297,4 +296,4 @@ def _from_cache(plan: Plan, cache: SegmentCache, file: Path) -> tuple[dict[str, 
     return found, RunStats([], list(found), {})
 
 
-__all__ = ["RenderResult", "State", "__version__", "render"]
+__all__ = ["RenderResult", "State", "render"]
