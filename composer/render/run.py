@@ -113,7 +113,7 @@ def render_segments(
                 want = loaded.repo_id
             phase = [s for s in ready if s.repo_id == want]
             events.phase(want, phase)
-            size = 1 if settings.engine == "transformers" else settings.batch_size
+            size = batch_size(loaded, phase, settings)
             for first in range(0, len(phase), size):
                 batch = phase[first : first + size]
                 for seg in batch:
@@ -133,6 +133,32 @@ def render_segments(
             loaded.unload()
     events.finished()
     return done, stats
+
+
+def kv_cache_bytes(lm: Any, frames: int) -> int:
+    """Self-attention KV cache of one segment in the fast loop (conditional + unconditional rows)."""
+    config = lm.model.decoder.config
+    itemsize = 2 if str(lm.dtype) in ("torch.float16", "torch.bfloat16") else 4
+    positions = frames + 4  # bos + frames + delay steps
+    return 2 * 2 * int(config.num_hidden_layers) * int(config.hidden_size) * positions * itemsize
+
+
+def fit_batch(free_bytes: int, per_segment_bytes: int, limit: int, headroom: float = 0.6) -> int:
+    """How many segments fit in ``headroom`` of the free memory (at least 1, at most ``limit``)."""
+    return max(1, min(limit, int(free_bytes * headroom) // max(per_segment_bytes, 1)))
+
+
+def batch_size(lm: Any, segments: list[Segment], settings: Settings) -> int:
+    """Segments to generate together: COMPOSER_BATCH, fewer when the GPU's free memory says so."""
+    if settings.engine == "transformers":
+        return 1
+    if getattr(lm.device, "type", "cpu") != "cuda":
+        return settings.batch_size
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(lm.device)
+    window = max(min(s.frames + s.prompt_frames, int(s.window_s * 50)) for s in segments)
+    return fit_batch(free, kv_cache_bytes(lm, window), settings.batch_size)
 
 
 def _generate_with_retry(

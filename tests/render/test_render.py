@@ -187,3 +187,26 @@ def test_reference_engine_is_selectable_and_keyed_separately(settings: Settings,
     assert len(reference.stats.generated) == 4, "other engine, other cache keys"
     assert {s["engine"] for s in reference.manifest["segments"]} == {"transformers"}
     assert {s["engine"] for s in fast.manifest["segments"]} == {"fast"}
+
+
+def test_batch_size_follows_free_gpu_memory(tiny_small, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    import torch
+
+    from composer.plan import Segment
+    from composer.plan.build import Sampling
+    from composer.render.run import batch_size, fit_batch, kv_cache_bytes
+
+    assert fit_batch(10_000, 1_000, 8) == 6 and fit_batch(10, 1_000, 8) == 1 and fit_batch(10**9, 1, 4) == 4
+    small_shape = SimpleNamespace(num_hidden_layers=24, hidden_size=1024)
+    fake = SimpleNamespace(model=SimpleNamespace(decoder=SimpleNamespace(config=small_shape)),
+                           dtype=torch.float16, device=torch.device("cuda"))  # fmt: skip
+    # musicgen-small, 30 s, fp16, CFG: about 0.3 GB of KV cache per segment (MUSICGEN_NOTES)
+    assert kv_cache_bytes(fake, 1500) / 1e9 == pytest.approx(0.295, abs=0.01)
+    seg = Segment("a", "stem", "a", "small", "r", "v", "t", 1, 0, Sampling(3.0, 250, 0.0, 1.0), 30.0, 1500,
+                  30.0, 18.0, None, 0.0)  # fmt: skip
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1_000_000_000, 10_000_000_000))
+    assert batch_size(fake, [seg], settings.with_(batch_size=8)) == 2  # 0.6 GB usable / 0.295 GB
+    assert batch_size(tiny_small, [seg], settings.with_(batch_size=8)) == 8  # CPU: COMPOSER_BATCH
+    assert batch_size(tiny_small, [seg], settings.with_(engine="transformers")) == 1
