@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]  # (frames done, frames total)
 Engine = Literal["fast", "transformers"]
-ENGINES: tuple[str, ...] = ("fast", "transformers")
 DECODE_CHUNK_S = 10.0  # EnCodec decodes in chunks of this length, so memory does not grow with duration
 DECODE_CONTEXT_S = 2.0  # decoded on each side of a chunk and thrown away (the decoder's LSTM needs history)
 
@@ -187,7 +186,9 @@ def generate_batch(
     elif engine == "fast":
         from composer.engine.fastloop import FastDecoder, Row
 
-        decoder = FastDecoder(lm)
+        decoder = lm.derived.get("fast_decoder")
+        if decoder is None:  # fusing q/k/v and stacking heads copies weights: once per loaded model
+            decoder = lm.derived["fast_decoder"] = FastDecoder(lm)
         for w in range(max(len(windows) for _, windows, _ in plans)):
             active = [i for i, (_, windows, _) in enumerate(plans) if w < len(windows)]
             rows = []

@@ -7,7 +7,7 @@ cache (``<cache>/hub``). With ``HF_HUB_OFFLINE=1`` (or tiny models) nothing touc
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -33,6 +33,7 @@ class LoadedModel:
     processor: Any  # transformers MusicgenProcessor
     device: torch.device
     dtype: torch.dtype
+    derived: dict[str, Any] = field(default_factory=dict)  # per-model state engines build once (fused weights)
 
     @property
     def sample_rate(self) -> int:
@@ -48,15 +49,21 @@ class LoadedModel:
 
     def unload(self) -> None:
         """Drop the weights and give memory back to the device."""
-        import gc
-
-        import torch
-
         self.model = None
         self.processor = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self.derived.clear()
+        free_device_memory()
+
+
+def free_device_memory() -> None:
+    """Collect garbage and return PyTorch's cached GPU memory to the driver."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def resolve_repo_id(name: str, settings: Settings) -> str:
