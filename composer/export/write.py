@@ -50,6 +50,10 @@ def export_all(
     def write(path: Path, audio: np.ndarray) -> None:
         write_audio(path, audio, out.sample_rate, bit_depth=out.bit_depth, fmt=ext)
 
+    def write_raw(path: Path, cached: CachedSegment) -> None:
+        """A segment as generated (continuation prompt trimmed), at the output rate."""
+        write(path, _clipped(resample(cached.new_audio, cached.sample_rate, out.sample_rate), path.name))
+
     mix_name = f"mix.{ext}"
     write(folder / mix_name, mastered.audio)
     stems = folder / "stems"
@@ -58,9 +62,7 @@ def export_all(
     for index, track in enumerate(assembly.tracks, start=1):
         raw_path = stems / "raw" / f"{track.segment}.{ext}"
         aligned_path = stems / "aligned" / f"{index:02d}-{track.segment}.{ext}"
-        raw_segment = segments[track.segment]
-        raw = resample(raw_segment.new_audio, raw_segment.sample_rate, out.sample_rate)
-        write(raw_path, _clipped(raw, raw_path.name))
+        write_raw(raw_path, segments[track.segment])
         write(aligned_path, _clipped(aligned_stem(assembly, track), aligned_path.name))
         keep |= {raw_path, aligned_path}
         files[track.segment] = {
@@ -70,8 +72,7 @@ def export_all(
     takes_written = []
     for variant in variants:
         take_path = stems / "takes" / f"{variant.id}.{ext}"
-        raw = resample(segments[variant.id].new_audio, segments[variant.id].sample_rate, out.sample_rate)
-        write(take_path, _clipped(raw, take_path.name))
+        write_raw(take_path, segments[variant.id])
         takes_written.append({"section": variant.section, "take": variant.take, "seed": variant.seed,
                               "key": variant.key, "file": str(take_path.relative_to(folder))})  # fmt: skip
     _remove_stale(stems, keep)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from composer.engine.models import free_device_memory
 from composer.errors import EngineError
 from composer.plan import Segment
 from composer.render.cache import CachedSegment, SegmentCache
@@ -171,7 +172,7 @@ def _generate_with_retry(
         if not _is_oom(exc):
             raise
         log.warning("out of memory with %d segment(s); freeing memory and retrying one at a time", len(batch))
-        _free_memory()
+        free_device_memory()
     results = []
     for seg in batch:
         try:
@@ -188,16 +189,6 @@ def _generate_with_retry(
 
 def _is_oom(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-
-
-def _free_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _generate(
