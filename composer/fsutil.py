@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from composer import faults
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -21,8 +23,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        faults.reached("file-temp")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+        faults.reached("file-written")
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -39,6 +39,7 @@ class Settings:
     engine: str = "fast"  # decoding loop: "fast" (composer's) or "transformers" (reference generate)
     batch_size: int = 4  # segments of one model generated together (fast engine)
     cpu_dtype: str = "float16"  # LM decoder weights on CPU (memory-bound: half the bytes, ~3x the speed)
+    fault_at: str | None = None  # tests only: deliver a signal at a named point (composer.faults)
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields replaced (None values are ignored)."""
@@ -62,7 +63,8 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     ``HF_HUB_CACHE`` overrides the hub folder inside it. ``HF_HUB_OFFLINE=1`` forbids downloads.
     ``COMPOSER_MODELS`` picks the model source (``hub``, ``tiny`` or ``random``), ``COMPOSER_DEVICE`` the
     device, ``COMPOSER_ENGINE`` the decoding loop, ``COMPOSER_BATCH`` how many segments run together and
-    ``COMPOSER_CPU_DTYPE`` the LM decoder's weight type on CPU.
+    ``COMPOSER_CPU_DTYPE`` the LM decoder's weight type on CPU. ``COMPOSER_FAULT_AT`` is for tests:
+    it makes a render signal itself at a named point (see :mod:`composer.faults`).
 
     Raises:
         ValueError: if a variable holds an unknown value.
@@ -88,6 +90,11 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     cpu_dtype = (env.get("COMPOSER_CPU_DTYPE") or "float16").strip().lower()
     if cpu_dtype not in CPU_DTYPES:
         raise ValueError(f"COMPOSER_CPU_DTYPE={cpu_dtype!r}: expected one of {', '.join(CPU_DTYPES)}")
+    fault_at = (env.get("COMPOSER_FAULT_AT") or "").strip() or None
+    if fault_at is not None:
+        from composer.faults import parse
+
+        parse(fault_at)  # raises ValueError on a bad spec
     return Settings(
         cache_dir=cache_dir,
         hub_cache=hub_cache,
@@ -99,4 +106,5 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
         engine=engine,
         batch_size=batch_size,
         cpu_dtype=cpu_dtype,
+        fault_at=fault_at,
     )

@@ -168,9 +168,11 @@ def render(
     """
     import random
 
+    from composer import faults
     from composer.engine.models import ensure_available
 
     started = time.perf_counter()
+    faults.arm(faults.parse(settings.fault_at) if settings.fault_at else None)
     arr, styles, folder, state = prepare(file, settings, out_root)
     name = folder.name
     if generate:  # before planning: cache keys include each model's revision

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from composer import faults
 from composer.engine.models import free_device_memory
 from composer.errors import EngineError
 from composer.plan import Segment
@@ -124,6 +125,7 @@ def render_segments(
                 seconds = time.perf_counter() - started
                 for seg, result in zip(batch, results, strict=True):
                     cache.store(result)
+                    faults.reached("segment-stored")
                     done[seg.id] = result
                     stats.generated.append(seg.id)
                     stats.seconds[seg.id] = seconds / len(batch)

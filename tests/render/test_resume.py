@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,27 +46,23 @@ def test_killed_render_resumes_identically(
     env = tiny_process_env(tiny_cache)
 
     out = tmp_path / "interrupted"
-    proc = run(out, env)
+    # killed right after the N-th segment reached the cache (composer.faults): no race with the clock
+    killed = run(out, env | {"COMPOSER_FAULT_AT": f"segment-stored#{kill_after_segments}:KILL"})
+    assert killed.wait(timeout=300) == -signal.SIGKILL
     cache = out / "cache" / "segments"
-    deadline = time.monotonic() + 300
-    while len(list(cache.rglob("*.npz"))) < kill_after_segments:
-        assert proc.poll() is None, "render finished before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     assert not (out / "short" / "mix.wav").exists()
     leftovers = [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(".npz") and ".tmp" not in p.name]
     assert {p.name for p in leftovers} <= {".render.lock", "journal.json"}, "only finished segments, lock, journal"
     journal = out / "short" / "journal.json"
     if journal.exists():
-        import json
-
         assert len(json.loads(journal.read_text())["finished"]) >= 1
     kept = len(list(cache.rglob("*.npz")))
-    assert kept >= kill_after_segments
+    assert kept == kill_after_segments
 
     assert run(out, env).wait(timeout=300) == 0
+    manifest = json.loads((out / "short" / "manifest.json").read_text())
+    hits = [s["id"] for s in manifest["segments"] if s["cache_hit"]]
+    assert len(hits) == kept, f"the resumed render must reuse the {kept} kept segment(s), reused {hits}"
     digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
     assert digest(out / "short" / "mix.wav") == digest(reference / "short" / "mix.wav")
     for stem in (reference / "short" / "stems" / "raw").iterdir():

@@ -1,0 +1,73 @@
+"""Named points in a render where a test can deliver a signal deterministically.
+
+Tests of interrupts (Ctrl-C, SIGKILL) must not depend on how fast the machine is: instead of
+sleeping and then signalling, a test sets ``COMPOSER_FAULT_AT=POINT[#N]:SIGNAL`` and the render
+sends that signal to itself the N-th time (default: first) it reaches ``POINT``. With nothing
+armed, :func:`reached` only counts.
+
+Points:
+    ``segment-stored``: a generated segment was written to the cache.
+    ``file-temp``: a file's content is in its temp file, not yet renamed into place.
+    ``file-written``: a file was renamed into place (every file composer writes passes here).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+POINTS = ("segment-stored", "file-temp", "file-written")
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """Where to deliver which signal."""
+
+    point: str
+    occurrence: int  # 1-based: the N-th time the point is reached
+    signal: int
+
+
+_armed: FaultSpec | None = None
+_counts: dict[str, int] = {}
+
+
+def parse(spec: str) -> FaultSpec:
+    """Parse ``POINT[#N]:SIGNAL`` (SIGNAL: INT, TERM, KILL, or a SIG* name).
+
+    Raises:
+        ValueError: an unknown point or signal, or a bad count.
+    """
+    where, _, sig_name = spec.partition(":")
+    point, _, count = where.partition("#")
+    if point not in POINTS:
+        raise ValueError(f"COMPOSER_FAULT_AT={spec!r}: unknown point {point!r}; expected one of {', '.join(POINTS)}")
+    try:
+        occurrence = int(count or 1)
+    except ValueError:
+        raise ValueError(f"COMPOSER_FAULT_AT={spec!r}: {count!r} is not a whole number") from None
+    name = sig_name.strip().upper() or "INT"
+    number = getattr(signal, name if name.startswith("SIG") else "SIG" + name, None)
+    if occurrence < 1 or not isinstance(number, int):
+        raise ValueError(f"COMPOSER_FAULT_AT={spec!r}: expected POINT[#N]:SIGNAL, e.g. segment-stored#2:INT")
+    return FaultSpec(point, occurrence, int(number))
+
+
+def arm(spec: FaultSpec | None) -> None:
+    """Arm one fault (None disarms) and reset the counts."""
+    global _armed
+    _armed = spec
+    _counts.clear()
+
+
+def reached(point: str) -> None:
+    """Count one arrival at ``point``; deliver the armed signal when it is the one."""
+    _counts[point] = _counts.get(point, 0) + 1
+    if _armed is not None and _armed.point == point and _armed.occurrence == _counts[point]:
+        os.kill(os.getpid(), _armed.signal)
+
+
+def count(point: str) -> int:
+    """How often ``point`` was reached since the last :func:`arm`."""
+    return _counts.get(point, 0)
