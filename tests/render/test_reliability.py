@@ -170,8 +170,11 @@ def fault_env(spec: str) -> dict[str, str]:
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_env: Path, tmp_path: Path) -> None:
     # SIGINT arrives right after the first segment reaches the cache, however fast this machine is
+    # A shell that starts jobs in the background (as CI runners may) hands them SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt: give the render the default disposition, as a terminal does.
     proc = subprocess.run([sys.executable, "-m", "composer", "render", str(SHORT), "--out", str(tmp_path)],
-                          env=fault_env("segment-stored#1:INT"), capture_output=True, timeout=300)  # fmt: skip
+                          env=fault_env("segment-stored#1:INT"), capture_output=True, timeout=300,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     output = (proc.stdout + proc.stderr).decode()
     assert proc.returncode == 130, output
     assert "run the same command again to resume" in output
