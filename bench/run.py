@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+GRAPH_ENGINE = "composer fast loop, CUDA graph"
 TEXT = "dark industrial ebm, 128 bpm, analog bass sequence, hard machine drums"
 
 
@@ -108,25 +109,31 @@ def bench_decoding(alias: str, device: str, frames: int, batches: list[int], dty
 def _decode_rows(lm: Any, alias: str, device: str, dtype: str, frames: int, batches: list[int]) -> list[dict[str, Any]]:
     import torch
 
-    from composer.engine.fastloop import FastDecoder, Row
-    from composer.engine.generate import _capture_codes
+    from composer.engine.fastloop import FastDecoder, Row, StepMode
+    from composer.engine.reference import capture_codes
 
     steps = frames + 3
     decoder = FastDecoder(lm)
 
     def transformers(batch: int) -> None:
         inputs = lm.processor(text=[TEXT] * batch, padding=True, return_tensors="pt").to(lm.device)
-        with _capture_codes(lm), torch.inference_mode():
+        with capture_codes(lm), torch.inference_mode():
             lm.model.generate(**inputs, do_sample=True, guidance_scale=3.0, top_k=250, max_new_tokens=steps)
 
-    def fast(batch: int) -> None:
+    def fast(batch: int, mode: StepMode = "eager") -> None:
         empty = np.zeros((4, 0), np.int64)
-        decoder.generate([Row(TEXT, empty, frames, i, 3.0, 250, 0.0, 1.0) for i in range(batch)])
+        decoder.generate([Row(TEXT, empty, frames, i) for i in range(batch)], mode=mode)
+
+    def graph(batch: int) -> None:
+        fast(batch, "graph")
 
     transformers(1)  # warm-up: allocator, kernels, lazy init
     fast(1)
     out = []
     plans: list[tuple[str, Callable[[int], None], list[int]]] = [("composer fast loop", fast, batches)]
+    if device == "cuda":  # what `auto` runs there: the step captured once in a CUDA graph, replayed
+        graph(1)
+        plans.append((GRAPH_ENGINE, graph, batches))
     if dtype in ("float32", "float16"):  # the baseline is what users run: fp32 on CPU, fp16 on CUDA
         plans.insert(0, ("transformers generate", transformers, [b for b in batches if b <= 5]))
     for name, fn, batch_list in plans:
@@ -154,7 +161,7 @@ def _decode_rows(lm: Any, alias: str, device: str, dtype: str, frames: int, batc
 
 # -- EnCodec decode ---------------------------------------------------------------------------
 def bench_codec(device: str, durations: list[float]) -> list[dict[str, Any]]:
-    from composer.engine.generate import decode_tokens
+    from composer.engine.codec import decode_tokens
 
     lm = load_random("small", device, "float16" if device == "cuda" else "float32")
     lm.model.decoder.to("cpu")  # only the codec is needed on the device
@@ -375,13 +382,20 @@ def write_footprints(results: dict[str, Any], device: str, source: Path) -> None
     per_model = data.setdefault(device, {})
     for row in results.get("decoding", []):
         default_dtype = "float16"
-        if row["engine"] == "composer fast loop" and row["batch"] == 1 and row["dtype"] == default_dtype:
+        engine = GRAPH_ENGINE if device == "cuda" else "composer fast loop"
+        if row["engine"] == engine and row["batch"] == 1 and row["dtype"] == default_dtype:
             per_model.setdefault(row["model"], {})["steps_per_s"] = row["steps_per_s"]
     one_shot_30 = [r for r in results.get("codec", []) if r["seconds_of_audio"] == 30.0 and r["mode"] == "chunked"]
     for entry in per_model.values():
         if one_shot_30:
             entry["decode_s_per_30s"] = one_shot_30[0]["seconds"]
-    data.setdefault("sources", {})[device] = str(source.relative_to(RESULTS.parent.parent))
+    where = str(source.relative_to(RESULTS.parent.parent))
+    sources = data.setdefault("sources", {})
+    if not isinstance(sources.get(device), dict):  # older files named one source per device
+        sources[device] = {"decoding": sources[device], "codec": sources[device]} if device in sources else {}
+    for section in ("decoding", "codec"):
+        if results.get(section):
+            sources[device][section] = where
     FOOTPRINTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 

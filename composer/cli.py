@@ -215,24 +215,25 @@ def _generate(
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
 
     from composer.audio.io import read_audio, write_audio
-    from composer.engine.generate import GenerationRequest, SamplingParams, encode_audio
-    from composer.engine.generate import generate as run_generation
-    from composer.engine.models import load_model
+    from composer.engine.base import open_engine
+    from composer.engine.codec import encode_audio
+    from composer.engine.types import Request, Sampling
     from composer.fsutil import atomic_write_text
 
-    lm = load_model(model, settings)
+    runner = open_engine(settings.engine, model, settings)
+    lm = runner.lm
     prompt_tokens = None
     if continue_from is not None:
         audio, rate = read_audio(continue_from)
         tail = audio[:, max(0, audio.shape[1] - int(prompt_seconds * rate)) :]
         prompt_tokens = encode_audio(lm, tail, rate)
-    request = GenerationRequest(
+    request = Request(
         text=text, duration_s=duration, seed=seed, prompt_tokens=prompt_tokens,
-        sampling=SamplingParams(guidance_scale=cfg, top_k=top_k, top_p=top_p, temperature=temperature),
+        sampling=Sampling(cfg=cfg, top_k=top_k, top_p=top_p, temperature=temperature),
     )  # fmt: skip
     started = time.perf_counter()
     with _progress(f"generating {duration:g} s with {lm.repo_id}") as update:
-        result = run_generation(lm, request, progress=update, engine=settings.engine)  # type: ignore[arg-type]
+        result = runner.generate([request], progress=lambda _i, done, total: update(done, total))[0]
     elapsed = time.perf_counter() - started
     write_audio(output, result.new_audio, result.sample_rate, bit_depth=16)
     record = {
@@ -241,8 +242,9 @@ def _generate(
         "sampling": {"cfg": cfg, "top_k": top_k, "top_p": top_p, "temperature": temperature},
         "continue_from": str(continue_from) if continue_from else None,
         "prompt_seconds": prompt_seconds if continue_from else None,
-        "sample_rate": result.sample_rate, "frames": int(result.new_tokens.shape[1]),
-        "device": str(lm.device), "engine": settings.engine, "seconds_taken": round(elapsed, 3),
+        "sample_rate": result.sample_rate, "channels": result.channels, "frames": int(result.new_tokens.shape[1]),
+        "device": str(lm.device), "dtype": result.provenance["dtype"], "engine": settings.engine,
+        "seconds_taken": round(elapsed, 3),
     }  # fmt: skip
     atomic_write_text(output.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     n = result.new_audio.shape[1]

@@ -16,6 +16,7 @@ ModelSource = Literal["hub", "tiny", "random"]
 MODEL_SOURCES: tuple[str, ...] = ("hub", "tiny", "random")
 ENGINES: tuple[str, ...] = ("fast", "transformers")
 CPU_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32")
+STEP_MODES: tuple[str, ...] = ("auto", "eager", "graph", "compile")
 
 # The repository root when composer runs from a checkout (editable install or Docker /app).
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,7 @@ class Settings:
     engine: str = "fast"  # decoding loop: "fast" (composer's) or "transformers" (reference generate)
     batch_size: int = 4  # segments of one model generated together (fast engine)
     cpu_dtype: str = "float16"  # LM decoder weights on CPU (memory-bound: half the bytes, ~3x the speed)
+    step_mode: str = "auto"  # fast loop's decode step: auto (CUDA graph on CUDA, eager on CPU), eager, graph, compile
     fault_at: str | None = None  # tests only: deliver a signal at a named point (composer.faults)
 
     def with_(self, **changes: object) -> Settings:
@@ -63,7 +65,8 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     ``HF_HUB_CACHE`` overrides the hub folder inside it. ``HF_HUB_OFFLINE=1`` forbids downloads.
     ``COMPOSER_MODELS`` picks the model source (``hub``, ``tiny`` or ``random``), ``COMPOSER_DEVICE`` the
     device, ``COMPOSER_ENGINE`` the decoding loop, ``COMPOSER_BATCH`` how many segments run together and
-    ``COMPOSER_CPU_DTYPE`` the LM decoder's weight type on CPU. ``COMPOSER_FAULT_AT`` is for tests:
+    ``COMPOSER_CPU_DTYPE`` the LM decoder's weight type on CPU, ``COMPOSER_STEP`` how the fast loop runs
+    its decode step (``auto``, ``eager``, ``graph``, ``compile``). ``COMPOSER_FAULT_AT`` is for tests:
     it makes a render signal itself at a named point (see :mod:`composer.faults`).
 
     Raises:
@@ -90,6 +93,9 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     cpu_dtype = (env.get("COMPOSER_CPU_DTYPE") or "float16").strip().lower()
     if cpu_dtype not in CPU_DTYPES:
         raise ValueError(f"COMPOSER_CPU_DTYPE={cpu_dtype!r}: expected one of {', '.join(CPU_DTYPES)}")
+    step_mode = (env.get("COMPOSER_STEP") or "auto").strip().lower()
+    if step_mode not in STEP_MODES:
+        raise ValueError(f"COMPOSER_STEP={step_mode!r}: expected one of {', '.join(STEP_MODES)}")
     fault_at = (env.get("COMPOSER_FAULT_AT") or "").strip() or None
     if fault_at is not None:
         from composer.faults import parse
@@ -106,5 +112,6 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
         engine=engine,
         batch_size=batch_size,
         cpu_dtype=cpu_dtype,
+        step_mode=step_mode,
         fault_at=fault_at,
     )

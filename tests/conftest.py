@@ -19,11 +19,11 @@ ENV_VARS = (
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model cache holding the tiny models, built once through the real build path."""
-    from composer.engine.tiny import ensure_tiny_model
+    from composer.engine.tiny import ensure_synthetic_model
 
     cache = tmp_path_factory.mktemp("model-cache")
     for alias in ("small", "medium"):
-        ensure_tiny_model(alias, cache / "hub")
+        ensure_synthetic_model("tiny", alias, cache / "hub")
     return cache
 
 

@@ -17,8 +17,8 @@ from composer.assembly.crossfade import Curve, fade_curves
 from composer.assembly.limiter import limit
 from composer.assembly.loudness import db_to_gain, integrated_lufs
 from composer.audio.dsp import highpass, resample
+from composer.engine.types import Take
 from composer.plan import Plan
-from composer.render.cache import CachedSegment
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Master:
     max_reduction_db: float  # deepest limiter gain reduction
 
 
-def assemble(plan: Plan, arr: Arrangement, segments: dict[str, CachedSegment], rate: int) -> Assembly:
+def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int) -> Assembly:
     """Place, loudness-match and fade every segment of the plan, at the output sample rate ``rate``.
 
     Segments are resampled first, so loudness is measured on what ends up in the file.

@@ -10,6 +10,9 @@ WINDOW_S = 30.0  # MusicGen was trained on 30 s windows; longer needs windowed c
 DEFAULT_STRIDE_S = 18.0  # audiocraft's extend_stride: keep the last 12 s as the next prompt
 COMFORTABLE_S = 60.0  # above this, VRAM (decode) and musical drift get uncomfortable
 LONG_FORM_MAX_S = 300.0  # hard ceiling even when the user opts into long-form generation
+# Bumped when an engine would give other tokens for the same request (part of every cache key).
+# fast 2: static decode step, tie-ordered top-k candidates, float32 uniforms per segment.
+ENGINE_VERSIONS: dict[str, int] = {"fast": 2, "transformers": 1}
 
 
 @dataclass(frozen=True)

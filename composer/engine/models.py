@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS, alias_of, is_known_model
+from composer.engine.hf import quiet_transformers
+from composer.engine.types import ModelSpec
 from composer.errors import ModelLoadingError
 from composer.settings import Settings
 
@@ -33,26 +35,51 @@ class LoadedModel:
     processor: Any  # transformers MusicgenProcessor
     device: torch.device
     dtype: torch.dtype
-    derived: dict[str, Any] = field(default_factory=dict)  # per-model state engines build once (fused weights)
+
+    spec: ModelSpec = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.spec = model_spec(self.model)
 
     @property
-    def sample_rate(self) -> int:
-        return int(self.model.config.audio_encoder.sampling_rate)
+    def itemsize(self) -> int:
+        """Bytes per element of the decoder's weights (and so of its KV cache)."""
+        return 2 if str(self.dtype) in ("torch.float16", "torch.bfloat16") else 4
 
-    @property
-    def frame_rate(self) -> int:
-        return int(self.model.config.audio_encoder.frame_rate)
-
-    @property
-    def num_codebooks(self) -> int:
-        return int(self.model.decoder.num_codebooks)
+    def weight_bytes(self) -> int:
+        """Bytes of weights resident on the model's device (each storage counted once)."""
+        seen: dict[int, int] = {}
+        for p in self.model.parameters():
+            if p.device == self.device:
+                storage = p.untyped_storage()
+                seen[storage.data_ptr()] = storage.nbytes()
+        return sum(seen.values())
 
     def unload(self) -> None:
         """Drop the weights and give memory back to the device."""
         self.model = None
         self.processor = None
-        self.derived.clear()
         free_device_memory()
+
+
+def model_spec(model: Any) -> ModelSpec:
+    """Read a loaded MusicGen's facts from its config."""
+    decoder = model.decoder.config
+    codec = model.config.audio_encoder
+    vocab = int(decoder.vocab_size)
+    return ModelSpec(
+        kind="melody" if "Melody" in type(model).__name__ else "text",
+        codebooks=int(decoder.num_codebooks),
+        vocab=vocab,
+        pad=int(decoder.pad_token_id) if decoder.pad_token_id is not None else vocab,
+        channels=int(getattr(decoder, "audio_channels", 1) or 1),
+        sample_rate=int(codec.sampling_rate),
+        frame_rate=int(codec.frame_rate),
+        layers=int(decoder.num_hidden_layers),
+        hidden=int(decoder.hidden_size),
+        heads=int(decoder.num_attention_heads),
+        max_positions=int(decoder.max_position_embeddings),
+    )
 
 
 def free_device_memory() -> None:
@@ -64,6 +91,14 @@ def free_device_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def cuda_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that support it (compute capability 8.0 and newer), fp16 on older ones."""
+    import torch
+
+    major, _minor = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
 
 
 def resolve_repo_id(name: str, settings: Settings) -> str:
@@ -82,14 +117,6 @@ def resolve_repo_id(name: str, settings: Settings) -> str:
             )
         return (TINY_REPOS if settings.model_source == "tiny" else RANDOM_REPOS)[alias]
     return MODELS[name].repo_id if name in MODELS else name
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' progress bars and expected warnings (pad/bos id 2048 is the special token)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def pick_device(requested: str) -> torch.device:
@@ -117,7 +144,8 @@ def cached_revision(repo_id: str, hub_cache: Path) -> str | None:
 def load_model(name: str, settings: Settings) -> LoadedModel:
     """Load a MusicGen checkpoint.
 
-    On CUDA the LM decoder and EnCodec run in fp16 and T5 stays in fp32 (it overflows in fp16). On
+    On CUDA the LM decoder runs in bf16 where the GPU supports it (Ampere and newer, the RTX 3080
+    included), else fp16; EnCodec in fp16; T5 stays in fp32 (it overflows in fp16). On
     CPU the LM decoder uses ``settings.cpu_dtype`` (default fp16: decoding is memory-bound, half the
     bytes per step) and T5 and EnCodec stay in fp32.
 
@@ -135,7 +163,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
 
     device = pick_device(settings.device)
-    dtype = torch.float16 if device.type == "cuda" else getattr(torch, settings.cpu_dtype)
+    dtype = cuda_dtype(device) if device.type == "cuda" else getattr(torch, settings.cpu_dtype)
     quiet_transformers()
     try:
         model = MusicgenForConditionalGeneration.from_pretrained(
@@ -153,7 +181,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
         ) from exc
     model = cast(Any, model).eval()
     model.decoder.to(device=device, dtype=dtype)
-    model.audio_encoder.to(device=device, dtype=dtype if device.type == "cuda" else torch.float32)
+    model.audio_encoder.to(device=device, dtype=torch.float16 if device.type == "cuda" else torch.float32)
     if hasattr(model, "enc_to_dec_proj"):
         model.enc_to_dec_proj.to(device=device, dtype=dtype)
     # T5 stays in fp32 (it overflows in fp16) and, on a GPU, on the CPU: it runs once per segment,

@@ -52,11 +52,6 @@ def _repo_folder(hub_cache: Path, repo_id: str) -> Path:
     return hub_cache / ("models--" + repo_id.replace("/", "--"))
 
 
-def ensure_tiny_model(alias: str, hub_cache: Path) -> str:
-    """Build the tiny model for ``alias`` into ``hub_cache`` unless it is there; return its repo id."""
-    return ensure_synthetic_model("tiny", alias, hub_cache)
-
-
 def ensure_synthetic_model(kind: str, alias: str, hub_cache: Path) -> str:
     """Build the ``kind`` ("tiny" or "random") model for ``alias`` unless it is cached; return its repo id.
 
@@ -106,7 +101,7 @@ def build_model(kind: str, alias: str) -> tuple[Any, Any]:
         T5Tokenizer,
     )
 
-    from composer.engine.models import quiet_transformers
+    from composer.engine.hf import quiet_transformers
 
     quiet_transformers()
     trainer_tok = Tokenizer(models.Unigram())

@@ -16,16 +16,16 @@ from composer.assembly.loudness import integrated_lufs, short_term_lufs
 from composer.assembly.mix import STEM_HEADROOM_DB, aligned_stem, assemble, master
 from composer.audio.dsp import resample
 from composer.audio.io import write_audio
+from composer.engine.types import Take
 from composer.export.markers import audacity_labels, cue_sheet
 from composer.export.picture import draw_timeline
 from composer.fsutil import atomic_write_text
 from composer.plan import Plan, Segment
-from composer.render.cache import CachedSegment
 from composer.render.run import RunStats
 from composer.settings import Settings
 
 if TYPE_CHECKING:
-    from composer.render.pipeline import State
+    from composer.render.state import State
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def export_all(
     arr: Arrangement,
     file: Path,
     folder: Path,
-    segments: dict[str, CachedSegment],
+    segments: dict[str, Take],
     stats: RunStats,
     state: State,
     settings: Settings,
@@ -50,7 +50,7 @@ def export_all(
     def write(path: Path, audio: np.ndarray) -> None:
         write_audio(path, audio, out.sample_rate, bit_depth=out.bit_depth, fmt=ext)
 
-    def write_raw(path: Path, cached: CachedSegment) -> None:
+    def write_raw(path: Path, cached: Take) -> None:
         """A segment as generated (continuation prompt trimmed), at the output rate."""
         write(path, _clipped(resample(cached.new_audio, cached.sample_rate, out.sample_rate), path.name))
 
@@ -103,7 +103,7 @@ def _remove_stale(stems: Path, keep: set[Path]) -> None:
 
 
 def _manifest(
-    plan: Plan, arr: Arrangement, file: Path, assembly: Any, mastered: Any, segments: dict[str, CachedSegment],
+    plan: Plan, arr: Arrangement, file: Path, assembly: Any, mastered: Any, segments: dict[str, Take],
     stats: RunStats, state: State, settings: Settings, files: dict[str, dict[str, str]], takes: list[dict[str, Any]],
 ) -> dict[str, Any]:  # fmt: skip
     tracks = {t.segment: t for t in assembly.tracks}
@@ -114,7 +114,8 @@ def _manifest(
         track = tracks[seg.id]
         entries.append({
             "id": seg.id, "kind": seg.kind, "section": seg.section, "model": seg.model,
-            "repo_id": cached.meta.get("repo_id", seg.repo_id), "revision": cached.meta.get("revision", seg.revision),
+            "repo_id": cached.provenance.get("repo_id", seg.repo_id),
+            "revision": cached.provenance.get("revision", seg.revision),
             "prompt": seg.text, "seed": seg.seed, "take": seg.take,
             "parameters": {"cfg": seg.sampling.cfg, "top_k": seg.sampling.top_k, "top_p": seg.sampling.top_p,
                            "temperature": seg.sampling.temperature, "window_s": seg.window_s,
@@ -127,7 +128,8 @@ def _manifest(
             "gain_db": [round(g, 2) for g in track.gain_db],
             "cache_key": seg.key, "cache_hit": seg.id in stats.cached,
             "generate_seconds": round(stats.seconds[seg.id], 3) if seg.id in stats.seconds else None,
-            "engine": cached.meta.get("engine"), "device": cached.meta.get("device"),
+            "engine": cached.provenance.get("engine"), "device": cached.provenance.get("device"),
+            "dtype": cached.provenance.get("dtype"),
             "files": files.get(seg.id, {}),
         })  # fmt: skip
     measured = integrated_lufs(mastered.audio, mastered.sample_rate)

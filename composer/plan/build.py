@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from composer.arrangement.schema import Arrangement, Section, has_transition, transition_duration_s
-from composer.engine.catalog import FRAME_RATE_HZ
+from composer.engine.catalog import ENGINE_VERSIONS, FRAME_RATE_HZ
+from composer.engine.types import Sampling
 from composer.errors import ArrangementError, Problem
 from composer.settings import Settings
 from composer.styles import StyleLibrary
@@ -22,16 +23,6 @@ from composer.styles import StyleLibrary
 PLAN_VERSION = 1  # bump when the meaning of a cached segment changes
 SEAM_S = 0.08  # crossfade at a continuation seam (the signals there are nearly identical)
 TRANSITION_TEXT = "A transition that grows out of the previous section and leads into this one."
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Resolved sampling parameters of one segment."""
-
-    cfg: float
-    top_k: int
-    top_p: float
-    temperature: float
 
 
 @dataclass(frozen=True)
@@ -158,6 +149,9 @@ def build_plan(
         payload = asdict(seg) | {"key": None, "id": None, "section": None, "take": None, "model": None}
         payload |= {"parent": parent.key if parent else None, "plan_version": PLAN_VERSION}
         payload |= {"source": settings.model_source, "engine": settings.engine}
+        payload |= {"engine_version": ENGINE_VERSIONS[settings.engine]}
+        if settings.step_mode == "compile":  # compiled kernels round differently from the eager ones
+            payload |= {"step": "compile"}
         segments.append(Segment(**(asdict(seg) | {"sampling": seg.sampling, "key": _hash(payload)})))
 
     for i, sec in enumerate(arr.sections):

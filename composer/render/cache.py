@@ -10,24 +10,14 @@ import io
 import json
 import logging
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from composer.engine.generate import GenerationResult
+from composer.engine.types import Take
 from composer.fsutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CachedSegment(GenerationResult):
-    """A finished segment: a generation result with its cache key and provenance."""
-
-    key: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class SegmentCache:
@@ -39,10 +29,7 @@ class SegmentCache:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
-    def has(self, key: str) -> bool:
-        return self.load(key) is not None
-
-    def load(self, key: str) -> CachedSegment | None:
+    def load(self, key: str) -> Take | None:
         """The entry for ``key``, or None when missing or damaged (a damaged file is removed)."""
         path = self.path(key)
         if not path.is_file():
@@ -62,19 +49,19 @@ class SegmentCache:
             log.warning("cached segment %s is damaged (%s); it will be regenerated", path.name, exc)
             path.unlink(missing_ok=True)
             return None
-        return CachedSegment(
+        return Take(
             tokens=tokens,
             prompt_frames=int(meta["prompt_frames"]),
             audio=audio,
             sample_rate=int(meta["sample_rate"]),
             frame_rate=int(meta["frame_rate"]),
             key=key,
-            meta=meta,
+            provenance=meta,
         )
 
-    def store(self, segment: CachedSegment) -> None:
+    def store(self, segment: Take) -> None:
         """Write an entry atomically."""
-        meta = dict(segment.meta) | {
+        meta = dict(segment.provenance) | {
             "key": segment.key,
             "sample_rate": segment.sample_rate,
             "prompt_frames": segment.prompt_frames,

@@ -14,17 +14,19 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from composer.arrangement import Arrangement, load_arrangement
+from composer.engine.types import Take
 from composer.errors import ArrangementError, ComposerError, Problem
 from composer.fsutil import atomic_write_text
 from composer.plan import Plan, Segment, build_plan
-from composer.render.cache import CachedSegment, SegmentCache
+from composer.render.cache import SegmentCache
 from composer.render.lock import render_lock, sweep_temp_files
 from composer.render.run import NoEvents, RenderEvents, RunStats, render_segments
+from composer.render.state import State, load_state, save_state
 from composer.settings import Settings
 from composer.styles import StyleLibrary
 
@@ -35,14 +37,6 @@ class NotRenderedError(ComposerError):
     """export-stems or pick needs segments that are not in the cache yet."""
 
     exit_code = 2
-
-
-@dataclass
-class State:
-    """Choices made with regen/pick, per section."""
-
-    seeds: dict[str, int] = field(default_factory=dict)
-    takes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,23 +52,6 @@ def output_name(file: Path) -> str:
     """The output folder name for an arrangement file: its stem, made file-system safe."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", file.stem).strip("._") or "arrangement"
     return name[:80]
-
-
-def load_state(folder: Path) -> State:
-    path = folder / "state.json"
-    if not path.is_file():
-        return State()
-    try:
-        data = json.loads(path.read_text())
-        return State(
-            {k: int(v) for k, v in data.get("seeds", {}).items()}, {k: int(v) for k, v in data.get("takes", {}).items()}
-        )
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise ComposerError(f"{path}: unreadable render state ({exc}); delete it to start over") from None
-
-
-def save_state(folder: Path, state: State) -> None:
-    atomic_write_text(folder / "state.json", json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
 
 
 def prepare(file: Path, settings: Settings, out_root: Path) -> tuple[Arrangement, StyleLibrary, Path, State]:
@@ -284,8 +261,8 @@ def _models_used(arr: Arrangement) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _from_cache(plan: Plan, cache: SegmentCache, file: Path) -> tuple[dict[str, CachedSegment], RunStats]:
-    found: dict[str, CachedSegment] = {}
+def _from_cache(plan: Plan, cache: SegmentCache, file: Path) -> tuple[dict[str, Take], RunStats]:
+    found: dict[str, Take] = {}
     missing = []
     for seg in plan.segments:
         hit = cache.load(seg.key)

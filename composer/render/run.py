@@ -1,4 +1,7 @@
-"""Generate a plan's missing segments, one model resident at a time.
+"""Generate a plan's missing segments, one model resident at a time: scheduling only.
+
+What a model needs (memory, decoding, out-of-memory detection) is the engine's business
+(:mod:`composer.engine.base`); this module decides what runs when.
 
 Order: segments whose inputs are ready are generated grouped by model (all stems of the loaded
 model, then the next model), and the previous model is released before the next loads, so a set of
@@ -12,14 +15,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from composer import faults
-from composer.engine.models import free_device_memory
+from composer.engine.types import Request, Take
 from composer.errors import EngineError
 from composer.plan import Segment
-from composer.render.cache import CachedSegment, SegmentCache
+from composer.render.cache import SegmentCache
 from composer.settings import Settings
+
+if TYPE_CHECKING:
+    from composer.engine.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ class RunStats:
     seconds: dict[str, float]
 
 
-Loader = Callable[[str, Settings], Any]
+Opener = Callable[[str, str, Settings], "Engine"]  # (engine name, model, settings) -> a loaded engine
 
 
 def render_segments(
@@ -68,16 +74,16 @@ def render_segments(
     settings: Settings,
     cache: SegmentCache,
     events: RenderEvents | None = None,
-    loader: Loader | None = None,
-) -> tuple[dict[str, CachedSegment], RunStats]:
+    opener: Opener | None = None,
+) -> tuple[dict[str, Take], RunStats]:
     """Make sure every segment is in the cache; generate what is missing.
 
     Args:
         segments: in dependency order (a segment's ``prompt_from`` comes earlier).
-        settings: model source, device, cache.
+        settings: model source, device, cache, engine, batch size.
         cache: the segment cache.
         events: progress callbacks.
-        loader: model loader (default :func:`composer.engine.models.load_model`).
+        opener: loads a model behind an engine (default :func:`composer.engine.base.open_engine`).
 
     Returns:
         Every segment by id, and what was generated vs reused.
@@ -85,11 +91,11 @@ def render_segments(
     Raises:
         EngineError: generation failed (e.g. out of memory twice), naming the segment.
     """
-    from composer.engine.models import load_model
+    from composer.engine.base import open_engine
 
     events = events or NoEvents()
-    loader = loader or load_model
-    done: dict[str, CachedSegment] = {}
+    opener = opener or open_engine
+    done: dict[str, Take] = {}
     stats = RunStats([], [], {})
     pending: list[Segment] = []
     for seg in segments:
@@ -101,27 +107,25 @@ def render_segments(
             stats.cached.append(seg.id)
             events.segment_finished(seg, 0.0, cached=True)
 
-    loaded: Any = None
+    engine: Engine | None = None
     try:
         while pending:
             ready = [s for s in pending if s.prompt_from is None or s.prompt_from in done]
             if not ready:  # cannot happen for a plan in dependency order
                 raise EngineError(f"segments wait on each other: {', '.join(s.id for s in pending)}")
-            want = loaded.repo_id if loaded is not None and any(s.repo_id == loaded.repo_id for s in ready) else None
-            if want is None:
-                if loaded is not None:
-                    loaded.unload()  # one model resident at a time
-                loaded = loader(ready[0].model, settings)
-                want = loaded.repo_id
-            phase = [s for s in ready if s.repo_id == want]
-            events.phase(want, phase)
-            size = batch_size(loaded, phase, settings)
+            if engine is None or not any(s.repo_id == engine.lm.repo_id for s in ready):
+                if engine is not None:
+                    engine.unload()  # one model resident at a time
+                engine = opener(settings.engine, ready[0].model, settings)
+            phase = [s for s in ready if s.repo_id == engine.lm.repo_id]
+            events.phase(engine.lm.repo_id, phase)
+            size = engine.max_batch([request_for(s, done) for s in phase], settings.batch_size)
             for first in range(0, len(phase), size):
                 batch = phase[first : first + size]
                 for seg in batch:
                     events.segment_started(seg)
                 started = time.perf_counter()
-                results = _generate_with_retry(loaded, batch, done, events, settings.engine)
+                results = _generate_with_retry(engine, batch, done, events)
                 seconds = time.perf_counter() - started
                 for seg, result in zip(batch, results, strict=True):
                     cache.store(result)
@@ -132,99 +136,54 @@ def render_segments(
                     events.segment_finished(seg, seconds / len(batch), cached=False)
                     pending.remove(seg)
     finally:
-        if loaded is not None:
-            loaded.unload()
+        if engine is not None:
+            engine.unload()
     events.finished()
     return done, stats
 
 
-def kv_cache_bytes(lm: Any, frames: int) -> int:
-    """Self-attention KV cache of one segment in the fast loop (conditional + unconditional rows)."""
-    config = lm.model.decoder.config
-    itemsize = 2 if str(lm.dtype) in ("torch.float16", "torch.bfloat16") else 4
-    positions = frames + 4  # bos + frames + delay steps
-    return 2 * 2 * int(config.num_hidden_layers) * int(config.hidden_size) * positions * itemsize
-
-
-def fit_batch(free_bytes: int, per_segment_bytes: int, limit: int, headroom: float = 0.6) -> int:
-    """How many segments fit in ``headroom`` of the free memory (at least 1, at most ``limit``)."""
-    return max(1, min(limit, int(free_bytes * headroom) // max(per_segment_bytes, 1)))
-
-
-def batch_size(lm: Any, segments: list[Segment], settings: Settings) -> int:
-    """Segments to generate together: COMPOSER_BATCH, fewer when the GPU's free memory says so."""
-    if settings.engine == "transformers":
-        return 1
-    if getattr(lm.device, "type", "cpu") != "cuda":
-        return settings.batch_size
-    import torch
-
-    free, _total = torch.cuda.mem_get_info(lm.device)
-    window = max(min(s.frames + s.prompt_frames, int(s.window_s * 50)) for s in segments)
-    return fit_batch(free, kv_cache_bytes(lm, window), settings.batch_size)
+def request_for(seg: Segment, done: dict[str, Take]) -> Request:
+    """The engine request for a planned segment (its prompt cut from the finished segment it continues)."""
+    prompt = None
+    if seg.prompt_from is not None:
+        parent = done[seg.prompt_from].tokens
+        prompt = parent[:, max(0, parent.shape[1] - seg.prompt_frames) :]
+    return Request(text=seg.text, duration_s=seg.duration_s, seed=seg.seed, sampling=seg.sampling,
+                   prompt_tokens=prompt, window_s=seg.window_s, stride_s=seg.stride_s)  # fmt: skip
 
 
 def _generate_with_retry(
-    lm: Any, batch: list[Segment], done: dict[str, CachedSegment], events: RenderEvents, engine: str
-) -> list[CachedSegment]:
+    engine: Engine, batch: list[Segment], done: dict[str, Take], events: RenderEvents
+) -> list[Take]:
     """Generate a batch; on out-of-memory, free memory and retry one segment at a time."""
+    from composer.engine.base import OutOfMemory
+    from composer.engine.models import free_device_memory
+
     try:
-        return _generate(lm, batch, done, events, engine)
-    except Exception as exc:
-        if not _is_oom(exc):
-            raise
+        return _generate(engine, batch, done, events)
+    except OutOfMemory:
         log.warning("out of memory with %d segment(s); freeing memory and retrying one at a time", len(batch))
         free_device_memory()
     results = []
     for seg in batch:
         try:
-            results += _generate(lm, [seg], done, events, engine, decode_chunk_s=5.0)
-        except Exception as again:
-            if _is_oom(again):
-                raise EngineError(
-                    f"{seg.id}: out of GPU memory generating {seg.duration_s:g} s with {seg.repo_id}; "
-                    "shorten the segment, use a smaller model, set COMPOSER_BATCH=1, or close other GPU programs"
-                ) from again
-            raise
+            results += _generate(engine, [seg], done, events, decode_chunk_s=5.0)
+        except OutOfMemory as again:
+            raise EngineError(
+                f"{seg.id}: out of GPU memory generating {seg.duration_s:g} s with {seg.repo_id}; "
+                "shorten the segment, use a smaller model, set COMPOSER_BATCH=1, or close other GPU programs"
+            ) from again
     return results
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-
-
 def _generate(
-    lm: Any,
-    batch: list[Segment],
-    done: dict[str, CachedSegment],
-    events: RenderEvents,
-    engine: str,
-    decode_chunk_s: float = 10.0,
-) -> list[CachedSegment]:
-    from composer.engine.generate import GenerationRequest, SamplingParams, generate_batch
-
-    requests = []
-    for seg in batch:
-        prompt = None
-        if seg.prompt_from is not None:
-            parent = done[seg.prompt_from].tokens
-            prompt = parent[:, max(0, parent.shape[1] - seg.prompt_frames) :]
-        requests.append(
-            GenerationRequest(
-                text=seg.text, duration_s=seg.duration_s, seed=seg.seed,
-                sampling=SamplingParams(seg.sampling.cfg, seg.sampling.top_k, seg.sampling.top_p,
-                                        seg.sampling.temperature),
-                prompt_tokens=prompt, window_s=seg.window_s, stride_s=seg.stride_s,
-            )
-        )  # fmt: skip
-    lead = batch[0]
-    results = generate_batch(
-        lm, requests, progress=lambda d, t: events.segment_progress(lead, d, t), engine=engine,  # type: ignore[arg-type]
-        decode_chunk_s=decode_chunk_s,
-    )  # fmt: skip
-    out = []
-    for seg, result in zip(batch, results, strict=True):
-        meta = {"segment": seg.id, "repo_id": lm.repo_id, "revision": lm.revision, "engine": engine,
-                "device": str(lm.device), "dtype": str(lm.dtype), "batch": [s.id for s in batch]}  # fmt: skip
-        out.append(CachedSegment(**vars(result), key=seg.key, meta=meta))
-    return out
+    engine: Engine, batch: list[Segment], done: dict[str, Take], events: RenderEvents, decode_chunk_s: float = 10.0
+) -> list[Take]:
+    requests = [request_for(seg, done) for seg in batch]
+    takes = engine.generate(
+        requests, progress=lambda i, d, t: events.segment_progress(batch[i], d, t), decode_chunk_s=decode_chunk_s
+    )
+    for seg, take in zip(batch, takes, strict=True):
+        take.key = seg.key
+        take.provenance |= {"segment": seg.id, "batch": [s.id for s in batch]}
+    return takes

@@ -7,9 +7,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from composer.engine.codec import decode_tokens
 from composer.engine.fastloop import FastDecoder, Row
-from composer.engine.generate import _capture_codes, decode_tokens
 from composer.engine.models import LoadedModel
+from composer.engine.reference import capture_codes, captured_tokens
+from composer.engine.types import Sampling
 
 TEXT = "dark industrial ebm with an analog bass sequence"
 
@@ -18,20 +20,19 @@ def reference_greedy(lm: LoadedModel, text: str, prompt: np.ndarray, new_frames:
     """transformers' generate, greedy, returning the new codes."""
     import torch
 
+    k, channels = lm.spec.codebooks, lm.spec.channels
     inputs = lm.processor(text=[text], padding=True, return_tensors="pt").to(lm.device)
     extra: dict[str, Any] = {}
     if prompt.shape[1]:
-        extra["decoder_input_ids"] = torch.as_tensor(prompt).reshape(4, -1)
-    with _capture_codes(lm) as captured, torch.inference_mode():
+        extra["decoder_input_ids"] = torch.as_tensor(prompt).reshape(k, -1)
+    with capture_codes(lm) as captured, torch.inference_mode():
         lm.model.generate(**inputs, **extra, do_sample=False, guidance_scale=cfg if cfg > 1 else None,
-                          max_new_tokens=new_frames + 3)  # fmt: skip
-    return captured[0][0, 0].numpy()[:, prompt.shape[1] :]
+                          max_new_tokens=new_frames + k // channels - 1)  # fmt: skip
+    return captured_tokens(lm, captured)[:, prompt.shape[1] :]
 
 
-def row(prompt: np.ndarray, frames: int, **kw: Any) -> Row:
-    base = {"text": TEXT, "prompt": prompt, "new_frames": frames, "seed": 1, "cfg": 3.0, "top_k": 250,
-            "top_p": 0.0, "temperature": 1.0}  # fmt: skip
-    return Row(**(base | kw))
+def row(prompt: np.ndarray, frames: int, text: str = TEXT, seed: int = 1, **sampling: Any) -> Row:
+    return Row(text, prompt, frames, seed, Sampling(**sampling))
 
 
 @pytest.mark.parametrize("prompt_frames", [0, 1, 9])
@@ -96,9 +97,10 @@ def test_top_k_one_is_greedy_and_top_p_narrows(tiny_small: LoadedModel) -> None:
 
 
 def test_progress_callback(tiny_small: LoadedModel) -> None:
-    seen: list[tuple[int, int]] = []
-    FastDecoder(tiny_small).generate([row(np.zeros((4, 0), np.int64), 10)], on_step=lambda d, t: seen.append((d, t)))
-    assert seen[-1][0] == seen[-1][1] and len(seen) == seen[-1][1]
+    seen: list[tuple[int, int, int]] = []
+    FastDecoder(tiny_small).generate([row(np.zeros((4, 0), np.int64), 10)], lambda *a: seen.append(a))
+    assert len(seen) == 10 + 3, "one report per decoding step (frames + delay steps)"
+    assert seen[-1] == (0, 10, 10) and [d for _, d, _ in seen] == sorted(d for _, d, _ in seen)
 
 
 @pytest.mark.parametrize("seconds", [3.0, 7.3])
@@ -110,3 +112,71 @@ def test_chunked_decode_matches_one_shot(tiny_small: LoadedModel, seconds: float
     assert chunked.shape == whole.shape == (1, frames * 640)
     error_db = 10 * np.log10(np.mean((chunked - whole) ** 2) / np.mean(whole**2))
     assert error_db < -60, error_db
+
+
+def test_mixed_prompts_and_lengths_in_one_batch_match_transformers(tiny_small: LoadedModel) -> None:
+    """Every row steps at its own position: each equals transformers' greedy output for it alone."""
+    rng = np.random.default_rng(7)
+    specs = [(0, 30), (1, 12), (9, 25), (23, 6)]  # (prompt frames, new frames)
+    rows = [row(rng.integers(0, 2048, (4, p)), n, text=f"{TEXT} {i}", greedy=True) for i, (p, n) in enumerate(specs)]
+    got = FastDecoder(tiny_small).generate(rows)
+    for r, codes in zip(rows, got, strict=True):
+        assert np.array_equal(codes, reference_greedy(tiny_small, r.text, r.prompt, r.new_frames, 3.0))
+
+
+def test_mixed_batch_matches_transformers_at_small_shapes(random_small: LoadedModel) -> None:
+    rng = np.random.default_rng(5)
+    rows = [row(np.zeros((4, 0), np.int64), 6, greedy=True), row(rng.integers(0, 2048, (4, 4)), 3, greedy=True)]
+    got = FastDecoder(random_small).generate(rows)
+    for r, codes in zip(rows, got, strict=True):
+        assert np.array_equal(codes, reference_greedy(random_small, r.text, r.prompt, r.new_frames, 3.0))
+
+
+@pytest.fixture(scope="module")
+def tiny_small_fp32(tiny_cache):  # type: ignore[no-untyped-def]
+    from composer.engine.models import load_model
+    from composer.settings import load_settings
+
+    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
+           "HF_HUB_OFFLINE": "1", "COMPOSER_CPU_DTYPE": "float32"}  # fmt: skip
+    return load_model("small", load_settings(env=env))
+
+
+@pytest.mark.slow
+def test_compiled_step_is_one_graph_and_gives_the_eager_tokens(tiny_small_fp32: LoadedModel) -> None:
+    """torch.compile(fullgraph=True): no graph break, one compilation for a 300+-step generation."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    rng = np.random.default_rng(2)
+    rows = [row(np.zeros((4, 0), np.int64), 300, greedy=True), row(rng.integers(0, 2048, (4, 7)), 280, greedy=True)]
+    decoder = FastDecoder(tiny_small_fp32)
+    eager = decoder.generate(rows)
+    torch._dynamo.reset()
+    counters.clear()
+    decoder.compile_step()  # inductor
+    steps: list[int] = []
+    compiled = decoder.generate(rows, lambda i, d, t: steps.append(d) if i == 0 else None, mode="compile")
+    assert len(steps) >= 300
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    again = decoder.generate(rows[::-1], mode="compile")  # same batch size and bucket: no recompilation
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    for e, c, a in zip(eager, compiled, again[::-1], strict=True):
+        assert np.array_equal(e, c) and np.array_equal(e, a)
+    assert np.array_equal(eager[1], reference_greedy(tiny_small_fp32, TEXT, rows[1].prompt, 280, 3.0))
+
+
+def test_weights_are_held_once(random_small: LoadedModel) -> None:
+    """After the fast loop is built, the decoder's memory is the checkpoint's, not 1.25x of it."""
+    model = random_small.model.decoder
+    checkpoint = sum(p.numel() * p.element_size() for p in model.parameters())
+    FastDecoder(random_small)
+    decoder = FastDecoder(random_small)  # a second build shares the first's tensors
+    storages = {}
+    tensors = [*model.parameters(), decoder.embed, decoder.heads_w, *decoder.qkv]
+    for t in tensors:
+        s = t.untyped_storage()
+        storages[s.data_ptr()] = s.nbytes()
+    resident = sum(storages.values())
+    assert abs(resident - checkpoint) <= 0.05 * checkpoint, (resident, checkpoint)

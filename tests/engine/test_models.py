@@ -30,7 +30,8 @@ def test_small_and_medium_differ(tiny_settings: Settings) -> None:
     assert small.repo_id == TINY_REPOS["small"] and medium.repo_id == TINY_REPOS["medium"]
     assert small.model.config.decoder.hidden_size == TINY_SHAPES["small"][0]
     assert medium.model.config.decoder.num_hidden_layers == TINY_SHAPES["medium"][1]
-    assert small.sample_rate == 32000 and small.frame_rate == 50 and small.num_codebooks == 4
+    assert small.spec.sample_rate == 32000 and small.spec.frame_rate == 50 and small.spec.codebooks == 4
+    assert small.spec.channels == 1 and small.spec.pad == small.spec.vocab == 2048
     assert str(small.device) == "cpu" and str(small.dtype) == "torch.float16"  # the LM decoder on CPU
     assert next(small.model.text_encoder.parameters()).dtype == torch.float32
     assert next(small.model.audio_encoder.parameters()).dtype == torch.float32

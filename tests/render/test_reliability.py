@@ -124,13 +124,6 @@ def test_disk_full_through_the_cli_is_one_line(tiny_env: Path, tmp_path: Path, m
     )
 
 
-class FakeOOM(RuntimeError):
-    """Stands in for torch.cuda.OutOfMemoryError (matched by name and message)."""
-
-
-FakeOOM.__name__ = "OutOfMemoryError"
-
-
 def test_out_of_memory_retries_then_names_the_segment(
     settings: Settings,
     tmp_path: Path,
@@ -138,29 +131,45 @@ def test_out_of_memory_retries_then_names_the_segment(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import composer.engine.generate as engine
+    import torch
 
-    real = engine.generate_batch
+    from composer.engine.fast import FastEngine
+
+    real = FastEngine._tokens
     state = {"failures": 1}
 
-    def sometimes(lm, requests, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if len(requests) > 1 and state["failures"] > 0:
+    def sometimes(self, plans, progress):  # type: ignore[no-untyped-def]
+        if len(plans) > 1 and state["failures"] > 0:
             state["failures"] -= 1
-            raise FakeOOM("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(lm, requests, *args, **kwargs)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, plans, progress)
 
-    monkeypatch.setattr(engine, "generate_batch", sometimes)
+    monkeypatch.setattr(FastEngine, "_tokens", sometimes)
     with caplog.at_level(logging.WARNING):
         render(SHORT, settings, tmp_path / "a")
     assert "out of memory with 2 segment(s)" in caplog.text
     assert sha(tmp_path / "a" / "short" / "mix.wav") == sha(reference), "retrying one at a time changes nothing"
 
     def always(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise FakeOOM("CUDA out of memory")
+        raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(engine, "generate_batch", always)
+    monkeypatch.setattr(FastEngine, "_tokens", always)
     with pytest.raises(EngineError, match=r"intro: out of GPU memory generating 2.5 s .* COMPOSER_BATCH=1"):
         render(SHORT, settings, tmp_path / "b")
+
+
+def test_other_errors_are_not_taken_for_out_of_memory(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Detection is by exception type: a RuntimeError that merely says "out of memory" is not retried."""
+    from composer.engine.fast import FastEngine
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("out of memory (but not torch's)")
+
+    monkeypatch.setattr(FastEngine, "_tokens", broken)
+    with pytest.raises(RuntimeError, match="not torch's"):
+        render(SHORT, settings, tmp_path)
 
 
 def fault_env(spec: str) -> dict[str, str]:
@@ -184,7 +193,8 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_env: Path, tmp_path: P
 
 
 def test_nan_from_the_codec_becomes_silence(tiny_small, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
-    import composer.engine.generate as engine
+    import composer.engine.base as engine
+    from composer.engine.types import Request
 
     real = engine.decode_tokens
 
@@ -196,7 +206,7 @@ def test_nan_from_the_codec_becomes_silence(tiny_small, monkeypatch, caplog) -> 
 
     monkeypatch.setattr(engine, "decode_tokens", poisoned)
     with caplog.at_level(logging.WARNING):
-        result = engine.generate(tiny_small, engine.GenerationRequest("x", 0.5, seed=1))
+        result = engine.wrap("fast", tiny_small).generate([Request("x", 0.5, seed=1)])[0]
     assert np.isfinite(result.audio).all() and np.all(result.audio[:, 100:200] == 0)
     assert "NaN/inf" in caplog.text
 
@@ -204,8 +214,8 @@ def test_nan_from_the_codec_becomes_silence(tiny_small, monkeypatch, caplog) -> 
 def test_silent_and_very_short_segments_assemble(settings: Settings, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     from composer.arrangement import load_arrangement
     from composer.assembly.mix import assemble, master
+    from composer.engine.types import Take
     from composer.plan import build_plan
-    from composer.render.cache import CachedSegment
     from composer.styles import StyleLibrary
 
     text = (
@@ -221,8 +231,8 @@ def test_silent_and_very_short_segments_assemble(settings: Settings, tmp_path: P
         frames = seg.prompt_frames + seg.frames
         tokens = np.zeros((4, frames), np.int64)
         audio = np.zeros((1, frames * 640), np.float32)  # silence: loudness undefined
-        segments[seg.id] = CachedSegment(tokens=tokens, prompt_frames=seg.prompt_frames, audio=audio,
-                                         sample_rate=32000, frame_rate=50, key=seg.key)  # fmt: skip
+        segments[seg.id] = Take(tokens=tokens, prompt_frames=seg.prompt_frames, audio=audio,
+                                sample_rate=32000, frame_rate=50, key=seg.key)  # fmt: skip
     with caplog.at_level(logging.WARNING):
         assembly = assemble(plan, arr, segments, 44100)
         mastered = master(assembly.mix(), 44100, -16.0, -1.0)

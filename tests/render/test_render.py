@@ -190,23 +190,25 @@ def test_reference_engine_is_selectable_and_keyed_separately(settings: Settings,
 
 
 def test_batch_size_follows_free_gpu_memory(tiny_small, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The engine sizes a batch from the checkpoint's shape: KV cache and cross-attention per segment."""
     from types import SimpleNamespace
 
     import torch
 
-    from composer.plan import Segment
-    from composer.plan.build import Sampling
-    from composer.render.run import batch_size, fit_batch, kv_cache_bytes
+    from composer.engine.base import EngineBase, wrap
+    from composer.engine.types import ModelSpec, Request
 
-    assert fit_batch(10_000, 1_000, 8) == 6 and fit_batch(10, 1_000, 8) == 1 and fit_batch(10**9, 1, 4) == 4
-    small_shape = SimpleNamespace(num_hidden_layers=24, hidden_size=1024)
-    fake = SimpleNamespace(model=SimpleNamespace(decoder=SimpleNamespace(config=small_shape)),
-                           dtype=torch.float16, device=torch.device("cuda"))  # fmt: skip
+    small = ModelSpec("text", 4, 2048, 2048, 1, 32000, 50, layers=24, hidden=1024, heads=16, max_positions=2048)
+    fake = SimpleNamespace(spec=small, itemsize=2, device=torch.device("cuda"), weight_bytes=lambda: 10**9)
+    engine = EngineBase(fake)  # type: ignore[arg-type]
+    need = engine.memory([Request("t", 30.0, 1)])
     # musicgen-small, 30 s, fp16, CFG: about 0.3 GB of KV cache per segment (MUSICGEN_NOTES)
-    assert kv_cache_bytes(fake, 1500) / 1e9 == pytest.approx(0.295, abs=0.01)
-    seg = Segment("a", "stem", "a", "small", "r", "v", "t", 1, 0, Sampling(3.0, 250, 0.0, 1.0), 30.0, 1500,
-                  30.0, 18.0, None, 0.0)  # fmt: skip
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1_000_000_000, 10_000_000_000))
-    assert batch_size(fake, [seg], settings.with_(batch_size=8)) == 2  # 0.6 GB usable / 0.295 GB
-    assert batch_size(tiny_small, [seg], settings.with_(batch_size=8)) == 8  # CPU: COMPOSER_BATCH
-    assert batch_size(tiny_small, [seg], settings.with_(engine="transformers")) == 1
+    assert need.kv_cache / 1e9 == pytest.approx(0.3, abs=0.01)
+    assert engine.memory([Request("t", 30.0, 1)] * 4).kv_cache == 4 * need.kv_cache
+    assert need.weights == 10**9 and need.total == 10**9 + need.working
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2_000_000_000, 10_000_000_000))
+    # 60% of 2 GB, less one decode chunk, over (KV + cross) per segment
+    expected = int((1.2e9 - need.decode) // (need.kv_cache + need.cross))
+    assert expected == 2 and engine.max_batch([Request("t", 30.0, 1)] * 8, 8) == expected
+    assert wrap("fast", tiny_small).max_batch([Request("t", 30.0, 1)], 8) == 8  # CPU: COMPOSER_BATCH
+    assert wrap("transformers", tiny_small).max_batch([Request("t", 30.0, 1)], 8) == 1
