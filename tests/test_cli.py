@@ -79,6 +79,20 @@ def test_generate_medium_with_prompt_and_continuation(tiny_env: Path, tmp_path: 
     assert json.loads(cont.with_suffix(".json").read_text())["model"] == "composer-tiny/musicgen-medium"
 
 
+def test_generate_stereo_model_writes_two_channels(tiny_env: Path, tmp_path: Path) -> None:
+    mono = tmp_path / "mono.wav"
+    assert runner.invoke(app, ["generate", "--prompt", "ambient drone", "-d", "1", "-o", str(mono)]).exit_code == 0
+    out = tmp_path / "wide.wav"
+    args = ["generate", "--model", "stereo-small", "--prompt", "wide pads", "-d", "1", "-o", str(out),
+            "--continue-from", str(mono), "--prompt-seconds", "0.5"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    info = sf.info(str(out))
+    assert info.channels == 2 and info.frames == 32000
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["model"] == "composer-tiny/musicgen-stereo-small" and record["channels"] == 2
+
+
 def test_generate_refuses_bad_requests(tiny_env: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.wav"
     both = runner.invoke(app, ["generate", "--prompt", "p", "--style", "industrial-ebm", "-d", "1", "-o", str(out)])

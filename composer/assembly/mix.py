@@ -42,9 +42,13 @@ class Assembly:
     length: int  # samples
     tracks: list[Track]
 
+    @property
+    def channels(self) -> int:
+        """Stereo when any segment is stereo (mono segments are then up-mixed)."""
+        return max((t.audio.shape[0] for t in self.tracks), default=1)
+
     def mix(self) -> np.ndarray:
-        channels = self.tracks[0].audio.shape[0] if self.tracks else 1
-        out = np.zeros((channels, self.length), np.float64)
+        out = np.zeros((self.channels, self.length), np.float64)
         for track in self.tracks:
             out[:, track.start : track.start + track.audio.shape[1]] += track.audio
         return out.astype(np.float32)
@@ -65,18 +69,22 @@ class Master:
 def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int) -> Assembly:
     """Place, loudness-match and fade every segment of the plan, at the output sample rate ``rate``.
 
-    Segments are resampled first, so loudness is measured on what ends up in the file.
+    Segments are resampled first, so loudness is measured on what ends up in the file. The mix is
+    stereo when any segment is stereo; mono segments are then up-mixed before they are measured.
     """
     sections = {s.name: s for s in arr.sections}
     order = [s.name for s in arr.sections]
     targets = {name: arr.loudness.target_lufs + sections[name].loudness_offset_lu for name in order}
     placements = plan.timeline
+    channels = max(segments[p.segment].channels for p in placements)
     tracks: list[Track] = []
     for i, place in enumerate(placements):
         seg = plan.segment(place.segment)
         cached = segments[seg.id]
         # the whole decode (prompt re-decode included), so the seam region is treated alike on both sides
         full = highpass(resample(cached.audio, cached.sample_rate, rate), rate)
+        if full.shape[0] < channels:  # a mono segment in a stereo mix: the same signal on both sides,
+            full = np.repeat(full, channels, axis=0)  # measured as it will sound (BS.1770 sums channels)
         hop_start = cached.prompt_frames * cached.hop * rate // cached.sample_rate
         new = full[:, hop_start:]
         measured = _measure(new, rate, seg.id)
@@ -152,6 +160,6 @@ def aligned_stem(assembly: Assembly, track: Track) -> np.ndarray:
     section leaves every other stem byte-identical. Summed and raised by ``STEM_HEADROOM_DB`` plus the
     master gain, the stems give the mix before the limiter.
     """
-    padded = np.zeros((track.audio.shape[0], assembly.length), np.float32)
+    padded = np.zeros((assembly.channels, assembly.length), np.float32)
     padded[:, track.start : track.start + track.audio.shape[1]] = track.audio * db_to_gain(-STEM_HEADROOM_DB)
     return padded

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from composer.engine.codec import DECODE_CHUNK_S, decode_tokens
+from composer.engine.codec import DECODE_CHUNK_S, channel_codes, decode_tokens, encode_audio, interleave
 from composer.engine.types import ModelSpec, ProgressFn, Request, Take
 from composer.engine.windows import Window, plan_windows
 from composer.errors import EngineError
@@ -158,7 +158,7 @@ class EngineBase:
         positions = -(-(window + spec.codebooks + 1) // 64) * 64
         kv = 2 * spec.layers * rows * positions * spec.hidden * itemsize
         cross = 2 * spec.layers * len(requests) * 256 * spec.hidden * itemsize  # long style prompts: ~256 tokens
-        decode = int(DECODE_CHUNK_BYTES_PER_S * (DECODE_CHUNK_S + 4.0) * spec.channels)
+        decode = int(DECODE_CHUNK_BYTES_PER_S * (DECODE_CHUNK_S + 4.0))  # stereo: channels decoded in turn
         return MemoryNeed(self.lm.weight_bytes(), kv, cross, decode, {"rows": rows, "positions": positions})
 
     def max_batch(self, requests: list[Request], limit: int) -> int:
@@ -222,11 +222,25 @@ class EngineBase:
         if prompt is None:
             return np.zeros((spec.codebooks, 0), dtype=np.int64)
         prompt = np.asarray(prompt)
-        if prompt.ndim != 2 or prompt.shape[0] != spec.codebooks:
+        per_channel = spec.codebooks // spec.channels
+        if prompt.ndim != 2 or prompt.shape[0] not in (spec.codebooks, per_channel, 2 * per_channel):
             raise EngineError(f"prompt tokens must have shape ({spec.codebooks}, frames), got {prompt.shape}")
         if prompt.shape[1] and (prompt.min() < 0 or prompt.max() >= spec.vocab):
             raise EngineError(f"prompt tokens must be codes in 0..{spec.vocab - 1}")
-        return prompt.astype(np.int64)
+        prompt = prompt.astype(np.int64)
+        if prompt.shape[0] == spec.codebooks:
+            return prompt
+        if prompt.shape[0] == per_channel:  # a mono prompt for a stereo model: the same codes on both sides
+            return interleave([prompt] * spec.channels)
+        return self._downmix_prompt(prompt)
+
+    def _downmix_prompt(self, prompt: np.ndarray) -> np.ndarray:
+        """Stereo codes for a mono model: decode both channels, average, encode (the one lossy case)."""
+        if prompt.shape[1] == 0:
+            return prompt[: self.spec.codebooks]
+        log.info("continuing stereo audio with a mono model: the prompt is re-encoded from its mid signal")
+        left, right = (decode_tokens(self.lm, codes, chunk_s=None) for codes in channel_codes(prompt, 2))
+        return encode_audio(self.lm, (left + right) / 2, self.spec.sample_rate)
 
     def _take(self, plan: Planned, decode_chunk_s: float | None) -> Take:
         audio = decode_tokens(self.lm, plan.tokens, chunk_s=decode_chunk_s)

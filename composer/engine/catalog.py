@@ -23,12 +23,29 @@ class ModelInfo:
     repo_id: str
     decoder_params_m: int  # decoder parameters, millions
     fp16_weights_gb: float
+    size: str = ""  # the decoder shape: small, medium or large
+    channels: int = 1  # 2: stereo (8 interleaved codebooks)
+    melody: bool = False  # conditioned on a reference's chromagram as well as text
+
+    @property
+    def codebooks(self) -> int:
+        return 4 * self.channels
 
 
 MODELS: dict[str, ModelInfo] = {
-    "small": ModelInfo("small", "facebook/musicgen-small", 420, 0.84),
-    "medium": ModelInfo("medium", "facebook/musicgen-medium", 1840, 3.7),
-    "large": ModelInfo("large", "facebook/musicgen-large", 3260, 6.5),
+    "small": ModelInfo("small", "facebook/musicgen-small", 420, 0.84, "small"),
+    "medium": ModelInfo("medium", "facebook/musicgen-medium", 1840, 3.7, "medium"),
+    "large": ModelInfo("large", "facebook/musicgen-large", 3260, 6.5, "large"),
+    "stereo-small": ModelInfo("stereo-small", "facebook/musicgen-stereo-small", 430, 0.86, "small", channels=2),
+    "stereo-medium": ModelInfo("stereo-medium", "facebook/musicgen-stereo-medium", 1850, 3.7, "medium", channels=2),
+    "stereo-large": ModelInfo("stereo-large", "facebook/musicgen-stereo-large", 3270, 6.5, "large", channels=2),
+    "melody": ModelInfo("melody", "facebook/musicgen-melody", 1840, 3.7, "medium", melody=True),
+    "stereo-melody": ModelInfo(
+        "stereo-melody", "facebook/musicgen-stereo-melody", 1850, 3.7, "medium", channels=2, melody=True
+    ),
+    "stereo-melody-large": ModelInfo(
+        "stereo-melody-large", "facebook/musicgen-stereo-melody-large", 3270, 6.5, "large", channels=2, melody=True
+    ),
 }
 
 # Tiny random-weight stand-ins (see composer.engine.tiny); "small" and "medium" differ in size.
@@ -43,6 +60,12 @@ def is_known_model(name: str) -> bool:
         return True
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and ".." not in name and " " not in name
+
+
+def info_of(name: str) -> ModelInfo | None:
+    """The catalogue entry for an alias or a known repo id, else None."""
+    alias = alias_of(name)
+    return MODELS[alias] if alias else None
 
 
 def alias_of(name: str) -> str | None:

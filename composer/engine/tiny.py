@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from composer.engine.catalog import RANDOM_REPOS, TINY_REPOS
+from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS
 
-# decoder (hidden, layers, heads, ffn) per alias: "small" and "medium" differ so tests see two models
+# decoder (hidden, layers, heads, ffn) per size: "small" and "medium" differ so tests see two models
 TINY_SHAPES: dict[str, tuple[int, int, int, int]] = {
     "small": (32, 2, 4, 64),
     "medium": (64, 3, 4, 128),
@@ -115,7 +115,8 @@ def build_model(kind: str, alias: str) -> tuple[Any, Any]:
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
 
     tiny = kind == "tiny"
-    hidden, layers, heads, ffn = (TINY_SHAPES if tiny else REAL_SHAPES)[alias]
+    info = MODELS[alias]
+    hidden, layers, heads, ffn = (TINY_SHAPES if tiny else REAL_SHAPES)[info.size]
     # random kind: T5-base text encoder and the 32 kHz EnCodec of the published musicgen-* checkpoints
     t5: dict[str, Any] = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4}
     codec_shape: dict[str, Any] = {"num_filters": 4, "hidden_size": 16, "codebook_dim": 16, "num_lstm_layers": 1}
@@ -131,7 +132,7 @@ def build_model(kind: str, alias: str) -> tuple[Any, Any]:
     )  # fmt: skip
     decoder = MusicgenDecoderConfig(
         vocab_size=2048, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        ffn_dim=ffn, num_codebooks=4, max_position_embeddings=2048,
+        ffn_dim=ffn, num_codebooks=info.codebooks, audio_channels=info.channels, max_position_embeddings=2048,
     )  # fmt: skip
     config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=decoder)
     with torch.random.fork_rng(devices=[]):

@@ -129,7 +129,7 @@ def _manifest(
             "cache_key": seg.key, "cache_hit": seg.id in stats.cached,
             "generate_seconds": round(stats.seconds[seg.id], 3) if seg.id in stats.seconds else None,
             "engine": cached.provenance.get("engine"), "device": cached.provenance.get("device"),
-            "dtype": cached.provenance.get("dtype"),
+            "dtype": cached.provenance.get("dtype"), "channels": cached.channels,
             "files": files.get(seg.id, {}),
         })  # fmt: skip
     measured = integrated_lufs(mastered.audio, mastered.sample_rate)

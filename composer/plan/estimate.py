@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from composer.engine.catalog import MODELS, alias_of
+from composer.engine.catalog import FRAME_RATE_HZ, MODELS, alias_of
 from composer.plan.build import Segment
 
 FOOTPRINTS = Path(__file__).with_name("footprints.json")
@@ -49,22 +49,23 @@ def estimate(segment: Segment, device: str, source: str) -> Estimate:
     if source == "tiny" or alias is None:
         return Estimate(None, None, False)
     info = MODELS[alias]
-    windows = max(1, -(-(segment.frames + segment.prompt_frames) // int(segment.window_s * 50)))
+    windows = max(1, -(-(segment.frames + segment.prompt_frames) // int(segment.window_s * FRAME_RATE_HZ)))
     steps = segment.frames + DELAY_STEPS * windows
-    measured = footprints().get(device, {}).get(alias, {})
+    measured = footprints().get(device, {}).get(info.size, {})
     if measured.get("steps_per_s"):
         decode = measured.get("decode_s_per_30s", 0.0) * (segment.frames + segment.prompt_frames) / 1500
         return Estimate(steps / measured["steps_per_s"] + decode, _vram(segment, alias, device), True)
     if device == "cpu":
         seconds = steps / CPU_STEPS_PER_S_SMALL * info.decoder_params_m / MODELS["small"].decoder_params_m
     else:
-        seconds = steps / GPU_STEPS_PER_S[alias]
+        seconds = steps / GPU_STEPS_PER_S[info.size]
     return Estimate(seconds, _vram(segment, alias, device), False)
 
 
 def _vram(segment: Segment, alias: str, device: str) -> float | None:
     if device == "cpu":
         return None
-    window_frames = min(segment.frames + segment.prompt_frames, int(segment.window_s * 50))
-    kv = KV_GB_PER_30S[alias] * window_frames / 1500
-    return MODELS[alias].fp16_weights_gb + 0.12 + kv + DECODE_CHUNK_GB
+    window_frames = min(segment.frames + segment.prompt_frames, int(segment.window_s * FRAME_RATE_HZ))
+    info = MODELS[alias]  # stereo: the same sequence (8 codebooks summed per step), channels decoded in turn
+    kv = KV_GB_PER_30S[info.size] * window_frames / 1500
+    return info.fp16_weights_gb + 0.12 + kv + DECODE_CHUNK_GB

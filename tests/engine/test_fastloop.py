@@ -180,3 +180,36 @@ def test_weights_are_held_once(random_small: LoadedModel) -> None:
         storages[s.data_ptr()] = s.nbytes()
     resident = sum(storages.values())
     assert abs(resident - checkpoint) <= 0.05 * checkpoint, (resident, checkpoint)
+
+
+@pytest.fixture(scope="module")
+def tiny_stereo_fp32(tiny_cache):  # type: ignore[no-untyped-def]
+    from composer.engine.models import load_model
+    from composer.settings import load_settings
+
+    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
+           "HF_HUB_OFFLINE": "1", "COMPOSER_CPU_DTYPE": "float32"}  # fmt: skip
+    return load_model("stereo-small", load_settings(env=env))
+
+
+@pytest.mark.parametrize("prompt_frames", [0, 6])
+def test_stereo_greedy_matches_transformers(tiny_stereo_fp32: LoadedModel, prompt_frames: int) -> None:
+    """8 interleaved codebooks, each channel with its own delay pattern."""
+    assert tiny_stereo_fp32.spec.codebooks == 8 and tiny_stereo_fp32.spec.channels == 2
+    prompt = np.random.default_rng(prompt_frames).integers(0, 2048, (8, prompt_frames))
+    expected = reference_greedy(tiny_stereo_fp32, TEXT, prompt, 30, 3.0)
+    got = FastDecoder(tiny_stereo_fp32).generate([row(prompt, 30, greedy=True)])[0]
+    assert got.shape == (8, 30) and np.array_equal(got, expected)
+
+
+def test_stereo_codes_decode_to_two_channels(tiny_stereo_fp32: LoadedModel) -> None:
+    from composer.engine.codec import channel_codes, encode_audio
+
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 2048, (8, 40))
+    audio = decode_tokens(tiny_stereo_fp32, codes)
+    assert audio.shape == (2, 40 * 640)
+    left = decode_tokens(tiny_stereo_fp32, np.repeat(channel_codes(codes, 2)[0], 2, axis=0))
+    assert np.array_equal(audio[0], left[0]), "left codebooks are 0, 2, 4, 6"
+    stereo = rng.standard_normal((2, 32000)).astype(np.float32) * 0.2
+    assert encode_audio(tiny_stereo_fp32, stereo, 32000).shape == (8, 50)

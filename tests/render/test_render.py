@@ -212,3 +212,30 @@ def test_batch_size_follows_free_gpu_memory(tiny_small, settings: Settings, monk
     assert expected == 2 and engine.max_batch([Request("t", 30.0, 1)] * 8, 8) == expected
     assert wrap("fast", tiny_small).max_batch([Request("t", 30.0, 1)], 8) == 8  # CPU: COMPOSER_BATCH
     assert wrap("transformers", tiny_small).max_batch([Request("t", 30.0, 1)], 8) == 1
+
+
+def test_stereo_stems_give_a_stereo_mix_at_target_loudness(settings: Settings, tmp_path: Path) -> None:
+    """Stereo and mono models in one arrangement: the channel rule both ways, a 2-channel mix."""
+    result = render(DATA / "stereo.yaml", settings, tmp_path)
+    folder = result.folder
+    channels = {s["id"]: s["channels"] for s in result.manifest["segments"]}
+    assert channels == {"intro": 2, "intro--drive": 1, "drive": 1, "drive--coda": 2, "coda": 2}
+    mix, rate = sf.read(str(folder / "mix.wav"), always_2d=True)
+    assert mix.shape[1] == 2 and not np.allclose(mix[:, 0], mix[:, 1]), "a real stereo mix"
+    assert abs((integrated_lufs(mix.T, rate) or 0) + 16) <= 0.2
+    assert true_peak_db(mix.T.astype(np.float32)) <= -1.0 + 0.05
+    raw, _ = sf.read(str(folder / "stems" / "raw" / "drive.wav"), always_2d=True)
+    assert raw.shape[1] == 1, "a raw stem keeps the channels it was generated with"
+    for aligned in (folder / "stems" / "aligned").iterdir():
+        assert sf.info(str(aligned)).channels == 2, "aligned stems share the mix's channels"
+
+
+def test_mono_segments_in_a_stereo_mix_are_measured_as_they_sound(settings: Settings, tmp_path: Path) -> None:
+    """BS.1770 sums channels: a mono segment up-mixed to stereo is 3 LU louder than measured alone."""
+    result = render(DATA / "stereo.yaml", settings, tmp_path)
+    drive = next(s for s in result.manifest["segments"] if s["id"] == "drive")
+    raw, rate = sf.read(str(result.folder / "stems" / "raw" / "drive.wav"), always_2d=True)
+    as_mono = integrated_lufs(raw.T, rate)
+    as_stereo = integrated_lufs(np.repeat(raw.T, 2, axis=0), rate)
+    assert as_mono is not None and as_stereo is not None
+    assert abs(drive["measured_lufs"] - as_stereo) < 0.5 < abs(drive["measured_lufs"] - as_mono)
