@@ -172,6 +172,10 @@ def generate(
         typer.Option(help="Audio file to continue; its last --prompt-seconds prime the model.", show_default=False),
     ] = None,
     prompt_seconds: Annotated[float, typer.Option(help="Seconds of --continue-from used as prompt.")] = 10.0,
+    melody: Annotated[
+        Path | None,
+        typer.Option(help="Reference audio whose melody (chroma) conditions a melody model.", show_default=False),
+    ] = None,
     allow_long: Annotated[bool, typer.Option(help="Allow more than 60 s (windowed continuation).")] = False,
     models: ModelsOpt = None,
     device: DeviceOpt = None,
@@ -186,8 +190,8 @@ def generate(
 def _generate(
     output: Path, duration: float, prompt: str | None, style: str | None, model: str, seed: int | None,
     cfg: float, top_k: int, top_p: float, temperature: float, continue_from: Path | None,
-    prompt_seconds: float, allow_long: bool, models: str | None, device: str | None, styles: Path | None,
-    engine: str | None,
+    prompt_seconds: float, melody: Path | None, allow_long: bool, models: str | None, device: str | None,
+    styles: Path | None, engine: str | None,
 ) -> None:  # fmt: skip
     import random
     import time
@@ -216,20 +220,29 @@ def _generate(
 
     from composer.audio.io import read_audio, write_audio
     from composer.engine.base import open_engine
+    from composer.engine.catalog import info_of
     from composer.engine.codec import encode_audio
     from composer.engine.types import Request, Sampling
     from composer.fsutil import atomic_write_text
 
+    info = info_of(model)
+    if melody is not None and info is not None and not info.melody:
+        _err(f"compose generate: --melody needs a melody model (melody, stereo-melody...), not {model!r}")
+        raise typer.Exit(2)
+    # read every input before loading a model: a bad file fails in a second, not after the load
+    reference = read_audio(melody) if melody is not None else None
+    continued = read_audio(continue_from) if continue_from is not None else None
     runner = open_engine(settings.engine, model, settings)
     lm = runner.lm
     prompt_tokens = None
-    if continue_from is not None:
-        audio, rate = read_audio(continue_from)
+    if continued is not None:
+        audio, rate = continued
         tail = audio[:, max(0, audio.shape[1] - int(prompt_seconds * rate)) :]
         prompt_tokens = encode_audio(lm, tail, rate)
     request = Request(
         text=text, duration_s=duration, seed=seed, prompt_tokens=prompt_tokens,
         sampling=Sampling(cfg=cfg, top_k=top_k, top_p=top_p, temperature=temperature),
+        melody=reference[0] if reference else None, melody_rate=reference[1] if reference else 0,
     )  # fmt: skip
     started = time.perf_counter()
     with _progress(f"generating {duration:g} s with {lm.repo_id}") as update:
@@ -242,6 +255,7 @@ def _generate(
         "sampling": {"cfg": cfg, "top_k": top_k, "top_p": top_p, "temperature": temperature},
         "continue_from": str(continue_from) if continue_from else None,
         "prompt_seconds": prompt_seconds if continue_from else None,
+        "melody": str(melody) if melody else None,
         "sample_rate": result.sample_rate, "channels": result.channels, "frames": int(result.new_tokens.shape[1]),
         "device": str(lm.device), "dtype": result.provenance["dtype"], "engine": settings.engine,
         "seconds_taken": round(elapsed, 3),

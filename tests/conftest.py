@@ -22,7 +22,7 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from composer.engine.tiny import ensure_synthetic_model
 
     cache = tmp_path_factory.mktemp("model-cache")
-    for alias in ("small", "medium", "stereo-small"):
+    for alias in ("small", "medium", "stereo-small", "melody"):
         ensure_synthetic_model("tiny", alias, cache / "hub")
     return cache
 

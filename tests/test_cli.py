@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -91,6 +92,46 @@ def test_generate_stereo_model_writes_two_channels(tiny_env: Path, tmp_path: Pat
     assert info.channels == 2 and info.frames == 32000
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["model"] == "composer-tiny/musicgen-stereo-small" and record["channels"] == 2
+
+
+def test_generate_with_a_melody(tiny_env: Path, tmp_path: Path) -> None:
+    ref = tmp_path / "ref.wav"
+    t = np.arange(44100) / 44100
+    sf.write(str(ref), 0.3 * np.sin(2 * np.pi * 440 * t), 44100)
+    out = tmp_path / "m.wav"
+    args = ["generate", "--model", "melody", "--prompt", "a lead", "-d", "1", "-o", str(out), "--melody", str(ref)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sf.info(str(out)).frames == 32000
+    assert json.loads(out.with_suffix(".json").read_text())["melody"] == str(ref)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "small", "--melody", "REF"], "--melody needs a melody model"),
+        (["--model", "melody", "--melody", "NOTAUDIO"], "not a readable audio file"),
+        (["--continue-from", "NOTAUDIO"], "not a readable audio file"),
+        (["--continue-from", "MISSING"], "not a readable audio file"),
+    ],
+)
+def test_generate_checks_input_files_before_loading_a_model(
+    tiny_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], message: str
+) -> None:
+    import composer.engine.base as base
+
+    def no_loading(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(base, "open_engine", no_loading)
+    ref, junk = tmp_path / "ref.wav", tmp_path / "junk.wav"
+    sf.write(str(ref), np.zeros(4410), 44100)
+    junk.write_text("not audio")
+    names = {"REF": str(ref), "NOTAUDIO": str(junk), "MISSING": str(tmp_path / "missing.wav")}
+    args = ["generate", "--prompt", "p", "-d", "1", "-o", str(tmp_path / "x.wav")] + [names.get(a, a) for a in extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "x.wav").exists()
 
 
 def test_generate_refuses_bad_requests(tiny_env: Path, tmp_path: Path) -> None:

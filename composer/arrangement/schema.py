@@ -13,7 +13,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from composer.engine.catalog import COMFORTABLE_S, DEFAULT_STRIDE_S, LONG_FORM_MAX_S, WINDOW_S, is_known_model
+from composer.engine.catalog import (
+    COMFORTABLE_S,
+    DEFAULT_STRIDE_S,
+    LONG_FORM_MAX_S,
+    MODELS,
+    WINDOW_S,
+    info_of,
+    is_known_model,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 KEY_PATTERN = re.compile(r"^[A-G][#b]?(\s*(major|minor|maj|min|m))?$", re.IGNORECASE)
@@ -134,6 +142,13 @@ class Section(_Strict):
         None,
         description="'previous': this stem continues the previous section's audio (no transition between them).",
     )
+    melody: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="Reference audio (WAV/FLAC) whose melody (chroma) conditions this stem, relative to the "
+        "arrangement file and inside its folder; needs a melody model (melody, stereo-melody...).",
+    )
 
     @field_validator("transition", mode="before")
     @classmethod
@@ -185,7 +200,7 @@ def _crossfade_problems(spec: Crossfade, path: Path_) -> list[tuple[Path_, str]]
 def _model_problems(model: str | None, path: Path_) -> list[tuple[Path_, str]]:
     if model is not None and not is_known_model(model):
         return [
-            (path, f"unknown model {model!r}; use small, medium, large or a hub repo id like facebook/musicgen-small")
+            (path, f"unknown model {model!r}; use {', '.join(MODELS)} or a hub repo id like facebook/musicgen-small")
         ]
     return []
 
@@ -216,6 +231,11 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
         if not (sec.style or sec.prompt):
             problems.append((at + ("style",), "give a style or a prompt (or both)"))
         problems += _model_problems(sec.model, at + ("model",))
+        if sec.melody is not None:
+            info = info_of(sec.model or arr.generation.model)
+            if info is not None and not info.melody:
+                problems.append((at + ("melody",), f"model {info.alias!r} does not take a melody; use model: melody, "
+                                 "stereo-melody or stereo-melody-large for this section"))  # fmt: skip
         limit = LONG_FORM_MAX_S if sec.allow_long else COMFORTABLE_S
         if sec.duration_s > limit:
             hint = (

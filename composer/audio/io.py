@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from composer.errors import ComposerError
 from composer.fsutil import atomic_path
 
 SUBTYPES = {16: "PCM_16", 24: "PCM_24", "float": "FLOAT"}
@@ -33,9 +34,25 @@ def write_audio(
         sf.write(str(tmp), audio.T, sample_rate, subtype=SUBTYPES[bit_depth], format=fmt)
 
 
+class AudioFileError(ComposerError):
+    """An input audio file is missing, unreadable or empty."""
+
+    exit_code = 2
+
+
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Read an audio file as float32 (channels, samples) and its sample rate."""
+    """Read an audio file as float32 (channels, samples) and its sample rate.
+
+    Raises:
+        AudioFileError: missing, not audio soundfile can read, empty, or holding NaN/inf.
+    """
     import soundfile as sf
 
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AudioFileError(f"{path}: not a readable audio file ({first})") from None
+    if data.shape[0] == 0 or not np.isfinite(data).all():
+        raise AudioFileError(f"{path}: {'no samples' if data.shape[0] == 0 else 'NaN or infinite samples'}")
     return np.ascontiguousarray(data.T), int(rate)

@@ -134,6 +134,16 @@ class Planned:
     tokens: np.ndarray
     prompt_frames: int
     frames: int  # new frames wanted
+    chroma: np.ndarray | None = None  # melody models: the reference's one-hot chroma (frames, 12)
+
+    def window_chroma(self, window: Window, frame_rate: int, length: int) -> np.ndarray | None:
+        """The chroma conditioning ``window``: the reference from the window's start, ``length`` frames."""
+        if self.chroma is None:
+            return None
+        from composer.engine.chroma import window_chroma
+
+        start_s = max(0, window.start_frame - window.context_frames) / frame_rate
+        return window_chroma(self.chroma, start_s, length)
 
 
 class EngineBase:
@@ -215,7 +225,17 @@ class EngineBase:
             )  # fmt: skip
         except ValueError as exc:
             raise EngineError(f"cannot generate {request.duration_s:g} s: {exc}") from None
-        return Planned(request, windows, prompt, prompt.shape[1], frames)
+        melody = None
+        if request.melody is not None:
+            if spec.kind != "melody":
+                raise EngineError(f"{self.lm.repo_id} is not a melody model; use melody or stereo-melody for a melody")
+            from composer.engine.chroma import chroma
+
+            try:
+                melody = chroma(request.melody, request.melody_rate)
+            except ValueError as exc:
+                raise EngineError(f"melody: {exc}") from None
+        return Planned(request, windows, prompt, prompt.shape[1], frames, melody)
 
     def _check_prompt(self, prompt: np.ndarray | None) -> np.ndarray:
         spec = self.spec

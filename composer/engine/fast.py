@@ -54,8 +54,9 @@ class FastEngine(EngineBase):
             for i in active:
                 plan, win = plans[i], plans[i].windows[w]
                 context = plan.tokens[:, plan.tokens.shape[1] - win.context_frames :]
+                chroma = plan.window_chroma(win, self.spec.frame_rate, self.spec.chroma_length)
                 rows.append(Row(plan.request.text, context, win.new_frames, derive_window_seed(plan.request.seed, w),
-                                plan.request.sampling))  # fmt: skip
+                                plan.request.sampling, chroma))  # fmt: skip
 
             def on_row(r: int, frames: int, _wanted: int, active: list[int] = active) -> None:
                 progress(active[r], done[active[r]] + frames, plans[active[r]].frames)

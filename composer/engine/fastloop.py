@@ -56,6 +56,7 @@ class Row:
     new_frames: int
     seed: int
     sampling: Sampling = field(default_factory=Sampling)
+    chroma: np.ndarray | None = None  # melody models: (frames, 12) one-hot chroma for this window
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class StepState:
     cross_mask: torch.Tensor  # (B, 1, 1, S) True where a text token is real
     params: dict[str, torch.Tensor]
     plan: SamplingPlan
+    offset: torch.Tensor  # (B,) cache positions before a row's codes: its conditioning prefix (melody) or 0
 
 
 class FastDecoder:
@@ -181,7 +183,12 @@ class FastDecoder:
         self.positions = decoder.embed_positions.weights
         self.embed, self.heads_w, self.qkv = share_weights(model)
         projected = model.text_encoder.config.hidden_size != config.hidden_size
-        self.project = model.enc_to_dec_proj if projected and config.cross_attention_hidden_size is None else None
+        cross_size = getattr(config, "cross_attention_hidden_size", None)
+        self.project = model.enc_to_dec_proj if projected and cross_size is None else None
+        # melody models prepend [chroma, text] to the codes instead of cross-attending to the text
+        self.prefixed = lm.spec.kind == "melody"
+        self.chroma_length = lm.spec.chroma_length
+        self.audio_project = getattr(model, "audio_enc_to_dec_proj", None)
         self._workspaces: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.compiled: Callable[[StepState], None] | None = None  # set by compile_step
 
@@ -195,7 +202,7 @@ class FastDecoder:
         import torch
 
         with torch.inference_mode():
-            inputs = self.lm.processor(text=[text], return_tensors="pt").to(self.device)
+            inputs = self.lm.tokenizer(text=[text], return_tensors="pt").to(self.device)
             states = self.lm.model.text_encoder(input_ids=inputs["input_ids"]).last_hidden_state.to(self.dtype)
             return self.project(states)[0] if self.project is not None else states[0]
 
@@ -239,8 +246,8 @@ class FastDecoder:
         with torch.inference_mode():
             encoded = [self.encode_text(r.text) for r in rows]
         groups: dict[int, list[int]] = {}
-        for i, e in enumerate(encoded):
-            groups.setdefault(text_bucket(e.shape[0]), []).append(i)
+        for i, e in enumerate(encoded):  # prefixed (melody) models have no cross-attention to pad for
+            groups.setdefault(0 if self.prefixed else text_bucket(e.shape[0]), []).append(i)
         out: list[np.ndarray] = [np.zeros(0)] * len(rows)
         for length, members in groups.items():
             sub = [rows[i] for i in members]
@@ -272,10 +279,13 @@ class FastDecoder:
         plan = plan_sampling(rows, self.vocab)
         with torch.inference_mode():
             pattern = self._delay_pattern(rows)  # (B, K, Lb) with -1 where to sample
-            bucket = pattern.shape[2]
-            state = self._state(rows, pattern, encoded, text_len, plan)
+            prefixes = [self._prefix(r, e) for r, e in zip(rows, encoded, strict=True)] if self.prefixed else None
+            offsets = [p[0].shape[0] for p in prefixes] if prefixes else [0] * len(rows)
+            state = self._state(rows, pattern, encoded, text_len, plan, offsets)
+            bucket = state.cache_k.shape[3]
             starts = [r.prompt.shape[1] for r in rows]  # each row feeds its last prompt position first
-            self._prefill(state, starts)
+            self._prefill(state, starts, offsets, prefixes)
+            ends = [o + s for o, s in zip(offsets, starts, strict=True)]  # cache position fed by the first step
             steps = self.steps_needed(rows)
             if mode == "graph" and self.device.type == "cuda":
                 self._run_graph(state, steps, on_step)
@@ -286,7 +296,7 @@ class FastDecoder:
                     on_step(s + 1, steps)
             else:
                 for s in range(steps):  # eager: attend only as far as the furthest row has come
-                    self.step(state, min(bucket, round_up(max(starts) + s + 1, POSITION_BUCKET)))
+                    self.step(state, min(bucket, round_up(max(ends) + s + 1, POSITION_BUCKET)))
                     on_step(s + 1, steps)
             filled = state.filled.cpu()
         out = []
@@ -297,20 +307,31 @@ class FastDecoder:
         return out
 
     def _state(
-        self, rows: list[Row], pattern: torch.Tensor, encoded: list[torch.Tensor], text_len: int, plan: SamplingPlan
+        self,
+        rows: list[Row],
+        pattern: torch.Tensor,
+        encoded: list[torch.Tensor],
+        text_len: int,
+        plan: SamplingPlan,
+        offsets: list[int],
     ) -> StepState:
         import torch
 
         b, bucket = len(rows), pattern.shape[2]
         n_rows = 2 * b if plan.guidance else b
-        cache_k, cache_v = self._workspace(n_rows, bucket)
-        cross_k, cross_v, cross_mask = self._cross(encoded, text_len)
+        cache_k, cache_v = self._workspace(n_rows, round_up(max(offsets) + bucket, POSITION_BUCKET))
+        if self.prefixed:  # nothing to cross-attend to
+            cross_k = cross_v = torch.zeros(len(self.layers), b, self.heads, 0, self.head_dim, device=self.device)
+            cross_mask = torch.zeros(b, 1, 1, 0, dtype=torch.bool, device=self.device)
+        else:
+            cross_k, cross_v, cross_mask = self._cross(encoded, text_len)
         pos = torch.tensor([r.prompt.shape[1] for r in rows], dtype=torch.long, device=self.device)
         filled = pattern.clone()
         filled[filled == -1] = self.pad  # not sampled yet; never read before it is written
         return StepState(
             filled, pattern, pos, self._uniforms(rows, bucket), cache_k, cache_v, cross_k, cross_v, cross_mask,
             sampling_tensors(rows, self.vocab, self.device), plan,
+            torch.tensor(offsets, dtype=torch.long, device=self.device),
         )  # fmt: skip
 
     def _workspace(self, n_rows: int, bucket: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -334,31 +355,63 @@ class FastDecoder:
         """Free the KV cache workspaces (the next batch allocates again)."""
         self._workspaces.clear()
 
-    def _prefill(self, state: StepState, starts: list[int]) -> None:
-        """Fill the KV cache for positions [0, start) of every row, rows of equal prompt length together."""
+    def _prefix(self, row: Row, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A melody model's conditioning prefix for one row: (conditional, unconditional), each (P, D).
+
+        As transformers builds it: the projected chroma looped to ``chroma_length`` frames, then the
+        projected text. The unconditional prefix has the null chroma (pitch class 0 everywhere)
+        and zeros for the text.
+        """
+        import torch
+
+        def project(chroma: torch.Tensor) -> torch.Tensor:
+            states = self.audio_project(chroma) if self.audio_project is not None else chroma
+            reps = -(-self.chroma_length // states.shape[0])
+            return states.repeat(reps, 1)[: self.chroma_length]
+
+        null = torch.zeros(1, 12, dtype=self.dtype, device=self.device)
+        null[:, 0] = 1
+        melody = null if row.chroma is None else torch.as_tensor(row.chroma, dtype=self.dtype, device=self.device)
+        cond = torch.cat([project(melody), text])
+        return cond, torch.cat([project(null), torch.zeros_like(text)])
+
+    def _prefill(
+        self,
+        state: StepState,
+        starts: list[int],
+        offsets: list[int],
+        prefixes: list[tuple[torch.Tensor, torch.Tensor]] | None,
+    ) -> None:
+        """Fill the KV cache before every row's first step: its conditioning prefix (melody models)
+        and its prompt codes [0, start); rows of equal lengths go together."""
         import torch
 
         b = len(starts)
-        by_start: dict[int, list[int]] = {}
-        for i, start in enumerate(starts):
-            if start > 0:
-                by_start.setdefault(start, []).append(i)
-        for start, members in by_start.items():
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (start, offset) in enumerate(zip(starts, offsets, strict=True)):
+            if start + offset > 0:
+                groups.setdefault((offset, start), []).append(i)
+        k = state.filled.shape[1]
+        for (_offset, start), members in groups.items():
             index = torch.tensor(members, device=self.device)
             rows = torch.cat([index, index + b]) if state.plan.guidance else index
             tokens = state.filled[index, :, :start]
             if state.plan.guidance:
                 tokens = torch.cat([tokens, tokens])
-            self._prefill_rows(tokens, rows, index, state)
+            hidden = self.embed[torch.arange(k, device=self.device)[None, :, None], tokens].sum(1)
+            if prefixes is not None:
+                prefix = [prefixes[i][0] for i in members]
+                if state.plan.guidance:
+                    prefix += [prefixes[i][1] for i in members]
+                hidden = torch.cat([torch.stack(prefix), hidden], dim=1)
+            self._prefill_rows(hidden, rows, index, state)
 
-    def _prefill_rows(self, tokens: torch.Tensor, rows: torch.Tensor, index: torch.Tensor, state: StepState) -> None:
-        """A causal multi-position forward over ``tokens`` (n, K, T) writing the cache of ``rows``."""
-        import torch
+    def _prefill_rows(self, hidden: torch.Tensor, rows: torch.Tensor, index: torch.Tensor, state: StepState) -> None:
+        """A causal multi-position forward over embeddings ``hidden`` (n, T, D) writing the cache of ``rows``."""
         import torch.nn.functional as F
 
-        n, k, steps = tokens.shape
+        n, steps, _ = hidden.shape
         cond = index.shape[0]
-        hidden = self.embed[torch.arange(k, device=self.device)[None, :, None], tokens].sum(1)
         hidden = hidden + self.positions[:steps].to(hidden.dtype)
         for i, layer in enumerate(self.layers):
             residual = hidden
@@ -368,12 +421,13 @@ class FastDecoder:
             state.cache_v[i, rows, :, :steps] = v
             attn = F.scaled_dot_product_attention(q, kk, v, is_causal=True)
             hidden = residual + layer.self_attn.out_proj(attn.transpose(1, 2).reshape(n, steps, self.dim))
-            hidden = hidden.clone()
-            qc = self._split(layer.encoder_attn.q_proj(layer.encoder_attn_layer_norm(hidden[:cond])))
-            attn = F.scaled_dot_product_attention(
-                qc, state.cross_k[i, index], state.cross_v[i, index], attn_mask=state.cross_mask[index]
-            )
-            hidden[:cond] += layer.encoder_attn.out_proj(attn.transpose(1, 2).reshape(cond, steps, self.dim))
+            if not self.prefixed:
+                hidden = hidden.clone()
+                qc = self._split(layer.encoder_attn.q_proj(layer.encoder_attn_layer_norm(hidden[:cond])))
+                attn = F.scaled_dot_product_attention(
+                    qc, state.cross_k[i, index], state.cross_v[i, index], attn_mask=state.cross_mask[index]
+                )
+                hidden[:cond] += layer.encoder_attn.out_proj(attn.transpose(1, 2).reshape(cond, steps, self.dim))
             hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
 
     def step(self, state: StepState, window: int | None = None) -> None:
@@ -392,9 +446,10 @@ class FastDecoder:
 
         b, k, bucket = state.filled.shape
         guidance = state.plan.guidance
-        window = bucket if window is None else window
-        pos = state.pos
-        pos_rows = torch.cat([pos, pos]) if guidance else pos
+        window = state.cache_k.shape[3] if window is None else window
+        pos = state.pos  # code positions; the cache position adds the row's conditioning prefix
+        at_cache = pos + state.offset
+        pos_rows = torch.cat([at_cache, at_cache]) if guidance else at_cache
         n = pos_rows.shape[0]
         tokens = state.filled.gather(2, pos.view(b, 1, 1).expand(b, k, 1))  # (B, K, 1)
         if guidance:
@@ -412,10 +467,13 @@ class FastDecoder:
                 self._split(q), state.cache_k[i, :, :, :window], state.cache_v[i, :, :, :window], attn_mask=mask
             )
             hidden = residual + layer.self_attn.out_proj(attn.transpose(1, 2).reshape(n, 1, self.dim))
-            qc = self._split(layer.encoder_attn.q_proj(layer.encoder_attn_layer_norm(hidden[:b])))
-            attn = F.scaled_dot_product_attention(qc, state.cross_k[i], state.cross_v[i], attn_mask=state.cross_mask)
-            cross = layer.encoder_attn.out_proj(attn.transpose(1, 2).reshape(b, 1, self.dim))
-            hidden = hidden + (torch.cat([cross, torch.zeros_like(cross)]) if guidance else cross)
+            if not self.prefixed:
+                qc = self._split(layer.encoder_attn.q_proj(layer.encoder_attn_layer_norm(hidden[:b])))
+                attn = F.scaled_dot_product_attention(
+                    qc, state.cross_k[i], state.cross_v[i], attn_mask=state.cross_mask
+                )
+                cross = layer.encoder_attn.out_proj(attn.transpose(1, 2).reshape(b, 1, self.dim))
+                hidden = hidden + (torch.cat([cross, torch.zeros_like(cross)]) if guidance else cross)
             hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
         last = self.final_norm(hidden[:, 0])  # (rows, D)
         logits = torch.einsum("rd,kvd->rkv", last, self.heads_w).float()

@@ -36,6 +36,11 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
 
+    @property
+    def tokenizer(self) -> Any:
+        """The T5 tokenizer (melody checkpoints are loaded with the tokenizer alone)."""
+        return getattr(self.processor, "tokenizer", self.processor)
+
     spec: ModelSpec = field(init=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +84,7 @@ def model_spec(model: Any) -> ModelSpec:
         hidden=int(decoder.hidden_size),
         heads=int(decoder.num_attention_heads),
         max_positions=int(decoder.max_position_embeddings),
+        chroma_length=int(getattr(model.config, "chroma_length", 0) or 0),
     )
 
 
@@ -158,20 +164,33 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     """
     repo_id = resolve_repo_id(name, settings)
     revision = ensure_available(name, settings)
+    kind = architecture(name, repo_id, revision, settings.hub_cache)
 
     import torch
-    from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
+    from transformers import (
+        AutoTokenizer,
+        MusicgenForConditionalGeneration,
+        MusicgenMelodyForConditionalGeneration,
+        MusicgenProcessor,
+    )
 
     device = pick_device(settings.device)
     dtype = cuda_dtype(device) if device.type == "cuda" else getattr(torch, settings.cpu_dtype)
     quiet_transformers()
+    where: dict[str, Any] = {"cache_dir": settings.hub_cache, "local_files_only": True, "revision": revision}
     try:
-        model = MusicgenForConditionalGeneration.from_pretrained(
-            repo_id, cache_dir=settings.hub_cache, local_files_only=True, revision=revision,
+        model_class = MusicgenMelodyForConditionalGeneration if kind == "melody" else MusicgenForConditionalGeneration
+        model = model_class.from_pretrained(
+            repo_id,
+            **where,
             attn_implementation="eager",  # SDPA + guidance gave NaNs (transformers#31189)
-        )  # fmt: skip
-        processor = MusicgenProcessor.from_pretrained(
-            repo_id, cache_dir=settings.hub_cache, local_files_only=True, revision=revision
+        )
+        # melody checkpoints' processor needs torchaudio for its chroma: composer computes the chroma
+        # itself (composer.engine.chroma) and only needs the tokenizer
+        processor = (
+            AutoTokenizer.from_pretrained(repo_id, **where)
+            if kind == "melody"
+            else MusicgenProcessor.from_pretrained(repo_id, **where)
         )
     except Exception as exc:  # OSError, SafetensorError, ValueError...: the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -182,13 +201,38 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     model = cast(Any, model).eval()
     model.decoder.to(device=device, dtype=dtype)
     model.audio_encoder.to(device=device, dtype=torch.float16 if device.type == "cuda" else torch.float32)
-    if hasattr(model, "enc_to_dec_proj"):
-        model.enc_to_dec_proj.to(device=device, dtype=dtype)
+    for projection in ("enc_to_dec_proj", "audio_enc_to_dec_proj"):
+        if hasattr(model, projection):
+            getattr(model, projection).to(device=device, dtype=dtype)
     # T5 stays in fp32 (it overflows in fp16) and, on a GPU, on the CPU: it runs once per segment,
     # and keeping its ~0.4 GB off the card leaves that memory to the decoder and EnCodec.
     _keep_text_encoder_on_cpu(model.text_encoder, device, dtype)
     log.info("loaded %s@%s on %s (%s)", repo_id, revision[:10], device, dtype)
     return LoadedModel(name, repo_id, revision, settings.model_source, model, processor, device, dtype)
+
+
+ARCHITECTURES = {"musicgen": "text", "musicgen_melody": "melody"}  # config model_type -> what composer runs
+
+
+def architecture(name: str, repo_id: str, revision: str, hub_cache: Path) -> str:
+    """What kind of MusicGen a cached checkpoint is ("text" or "melody"), from its config.json.
+
+    Raises:
+        ModelLoadingError: the checkpoint is not a MusicGen composer can run.
+    """
+    import json
+
+    config = hub_cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / revision / "config.json"
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelLoadingError(f"{repo_id}: unreadable config ({config}): {exc}") from None
+    if model_type not in ARCHITECTURES:
+        raise ModelLoadingError(
+            f"model {name!r} ({repo_id}) is a {model_type!r} checkpoint; composer runs MusicGen text models "
+            f"(small, medium, large, stereo-*) and melody models (melody, stereo-melody, stereo-melody-large)"
+        )
+    return ARCHITECTURES[model_type]
 
 
 def ensure_available(name: str, settings: Settings) -> str:

@@ -50,7 +50,10 @@ class TransformersEngine(EngineBase):
                     context = (
                         plan.tokens[:, plan.tokens.shape[1] - win.context_frames :] if win.context_frames else None
                     )
-                    new = generate_window(lm, plan.request.text, context, win.new_frames, plan.request.sampling, step)
+                    chroma = plan.window_chroma(win, self.spec.frame_rate, self.spec.chroma_length)
+                    new = generate_window(
+                        lm, plan.request.text, context, win.new_frames, plan.request.sampling, step, chroma
+                    )
                     plan.tokens = np.concatenate([plan.tokens, new], axis=1)
                     done = win.start_frame + win.new_frames
 
@@ -101,15 +104,21 @@ def generate_window(
     new_frames: int,
     sampling: Sampling,
     on_step: Callable[[], None],
+    chroma: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One ``generate`` call; returns the new frames only, (codebooks, new_frames)."""
+    """One ``generate`` call; returns the new frames only, (codebooks, new_frames).
+
+    ``chroma`` (frames, 12) conditions a melody model (None: the null melody).
+    """
     import torch
     from transformers import LogitsProcessorList
 
     spec = lm.spec
     k = spec.codebooks
-    inputs = lm.processor(text=[text], padding=True, return_tensors="pt").to(lm.device)
+    inputs = lm.tokenizer(text=[text], padding=True, return_tensors="pt").to(lm.device)
     kwargs: dict[str, Any] = {}
+    if chroma is not None:
+        kwargs["input_features"] = torch.as_tensor(chroma, dtype=lm.dtype, device=lm.device)[None]
     p = 0
     if context is not None:
         p = context.shape[1]

@@ -96,6 +96,9 @@ def build_model(kind: str, alias: str) -> tuple[Any, Any]:
         MusicgenConfig,
         MusicgenDecoderConfig,
         MusicgenForConditionalGeneration,
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        MusicgenMelodyForConditionalGeneration,
         MusicgenProcessor,
         T5Config,
         T5Tokenizer,
@@ -130,22 +133,35 @@ def build_model(kind: str, alias: str) -> tuple[Any, Any]:
         sampling_rate=32000, audio_channels=1, upsampling_ratios=[8, 5, 4, 4], codebook_size=2048,
         target_bandwidths=[2.2], normalize=False, chunk_length_s=None, overlap=None, **codec_shape,
     )  # fmt: skip
-    decoder = MusicgenDecoderConfig(
-        vocab_size=2048, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        ffn_dim=ffn, num_codebooks=info.codebooks, audio_channels=info.channels, max_position_embeddings=2048,
-    )  # fmt: skip
-    config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=decoder)
+    shape: dict[str, Any] = {
+        "vocab_size": 2048, "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "ffn_dim": ffn, "num_codebooks": info.codebooks, "audio_channels": info.channels,
+        "max_position_embeddings": 2048,
+    }  # fmt: skip
+    if info.melody:  # the chroma (235 frames) and the text are prepended to the codes: no cross-attention
+        config: Any = MusicgenMelodyConfig(
+            text_encoder=text, audio_encoder=codec, decoder=MusicgenMelodyDecoderConfig(**shape),
+            num_chroma=12, chroma_length=235,
+        )  # fmt: skip
+        model_class: Any = MusicgenMelodyForConditionalGeneration
+    else:
+        config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=MusicgenDecoderConfig(**shape))
+        model_class = MusicgenForConditionalGeneration
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1234 + len(alias))
-        model = MusicgenForConditionalGeneration(config).eval()
+        model = model_class(config).eval()
         # EnCodec codebooks start as zero buffers (real ones are learned by k-means): give them
         # random entries, or every code would decode to the same sound.
         for layer in model.audio_encoder.quantizer.layers:
             layer.codebook.embed.normal_()
             layer.codebook.embed_avg.copy_(layer.codebook.embed)
+        if info.melody:  # at the default init the chroma barely moves a small model: make it matter
+            model.audio_enc_to_dec_proj.weight.data.normal_(0.0, 1.0)
     model.generation_config.do_sample = True
     model.generation_config.guidance_scale = 3.0
     model.generation_config.top_k = 250
     model.generation_config.max_length = 1503
+    if info.melody:  # saved as the tokenizer alone: the melody processor needs torchaudio (see engine.chroma)
+        return model, tokenizer
     processor = MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tokenizer)
     return model, processor

@@ -91,6 +91,7 @@ class ModelSpec:
     hidden: int
     heads: int
     max_positions: int  # the decoder's position table
+    chroma_length: int = 0  # melody models: chroma frames prepended to the text (235 = 30 s)
 
     @property
     def hop(self) -> int:

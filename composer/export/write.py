@@ -130,6 +130,7 @@ def _manifest(
             "generate_seconds": round(stats.seconds[seg.id], 3) if seg.id in stats.seconds else None,
             "engine": cached.provenance.get("engine"), "device": cached.provenance.get("device"),
             "dtype": cached.provenance.get("dtype"), "channels": cached.channels,
+            "melody": seg.melody, "melody_sha256": seg.melody_sha256,
             "files": files.get(seg.id, {}),
         })  # fmt: skip
     measured = integrated_lufs(mastered.audio, mastered.sample_rate)

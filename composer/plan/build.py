@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from composer.arrangement.schema import Arrangement, Section, has_transition, transition_duration_s
@@ -46,6 +47,8 @@ class Segment:
     prompt_from: str | None  # id of the segment whose tail primes this one
     prompt_s: float  # seconds of that tail
     key: str = ""  # content hash; depends on prompt_from's key
+    melody: str | None = None  # reference audio whose chroma conditions this stem (melody models)
+    melody_sha256: str | None = None  # its content hash: part of the key, the path is not
 
     @property
     def prompt_frames(self) -> int:
@@ -105,6 +108,14 @@ def section_text(arr: Arrangement, section: Section, styles: StyleLibrary) -> st
     return " ".join(parts)
 
 
+def _melody(melody: str | None, file: str) -> tuple[str | None, str | None]:
+    """A section's melody reference: its path (relative to the arrangement file) and content hash."""
+    if melody is None:
+        return None, None
+    path = Path(file).parent / melody
+    return str(path), hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _hash(payload: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -132,7 +143,7 @@ def build_plan(
     Raises:
         ArrangementError: crossfades longer than the audio they join.
     """
-    from composer.engine.models import cached_revision, resolve_repo_id
+    from composer.engine.models import architecture, cached_revision, resolve_repo_id
 
     seeds = seeds or {}
     takes = takes or {}
@@ -142,11 +153,17 @@ def build_plan(
 
     def model_fields(model: str) -> tuple[str, str]:
         repo = resolve_repo_id(model, settings)
-        return repo, cached_revision(repo, settings.hub_cache) or "not-cached"
+        revision = cached_revision(repo, settings.hub_cache)
+        if revision is not None:  # refuse what composer cannot run before anything is generated
+            architecture(model, repo, revision, settings.hub_cache)
+        return repo, revision or "not-cached"
 
     def add(seg: Segment) -> None:
         parent = next((s for s in segments if s.id == seg.prompt_from), None)
         payload = asdict(seg) | {"key": None, "id": None, "section": None, "take": None, "model": None}
+        del payload["melody"]
+        if seg.melody_sha256 is None:
+            del payload["melody_sha256"]
         payload |= {"parent": parent.key if parent else None, "plan_version": PLAN_VERSION}
         payload |= {"source": settings.model_source, "engine": settings.engine}
         payload |= {"engine_version": ENGINE_VERSIONS[settings.engine]}
@@ -161,6 +178,7 @@ def build_plan(
         base = seeds.get(sec.name, sec.seed if sec.seed is not None else derive_seed(arr.seed, "stem", sec.name))
         seed = base if take == 0 else derive_seed(base, "take", take)
         o = sec.generation
+        melody, melody_sha256 = _melody(sec.melody, file)
         prompt_from = None
         if sec.continue_from == "previous":
             prompt_from = segments[-1].id
@@ -177,6 +195,7 @@ def build_plan(
                 duration_s=sec.duration_s, frames=round(sec.duration_s * FRAME_RATE_HZ),
                 window_s=gen.window_s, stride_s=gen.stride_s,
                 prompt_from=prompt_from, prompt_s=arr.transitions.prompt_s if prompt_from else 0.0,
+                melody=melody, melody_sha256=melody_sha256,
             )
         )  # fmt: skip
         if i + 1 < len(arr.sections) and has_transition(arr, i):

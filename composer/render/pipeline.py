@@ -152,8 +152,10 @@ def render(
     faults.arm(faults.parse(settings.fault_at) if settings.fault_at else None)
     arr, styles, folder, state = prepare(file, settings, out_root)
     name = folder.name
-    if generate:  # before planning: cache keys include each model's revision
-        for model in _models_used(arr):
+    if generate:  # before planning: cache keys include each model's revision. Only the models the
+        # plan uses (an arrangement without generated transitions never needs the transition model)
+        draft = build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
+        for model in dict.fromkeys(s.model for s in draft.segments):
             ensure_available(model, settings)
     cache = SegmentCache(out_root / "cache" / "segments")
     extra_takes: dict[str, int] = {}
@@ -250,15 +252,6 @@ def _disk_full_is_an_error(folder: Path) -> Iterator[None]:
             f"disk full while writing {where}; finished segments are kept: free some space and run the same "
             "command again to resume"
         ) from exc
-
-
-def _models_used(arr: Arrangement) -> list[str]:
-    names = [arr.generation.model, arr.transitions.model]
-    for sec in arr.sections:
-        names += [sec.model or arr.generation.model]
-        if sec.transition is not None and sec.transition.model:
-            names.append(sec.transition.model)
-    return list(dict.fromkeys(names))
 
 
 def _from_cache(plan: Plan, cache: SegmentCache, file: Path) -> tuple[dict[str, Take], RunStats]:

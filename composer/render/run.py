@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from composer import faults
@@ -148,8 +149,14 @@ def request_for(seg: Segment, done: dict[str, Take]) -> Request:
     if seg.prompt_from is not None:
         parent = done[seg.prompt_from].tokens
         prompt = parent[:, max(0, parent.shape[1] - seg.prompt_frames) :]
+    melody, melody_rate = None, 0
+    if seg.melody is not None:
+        from composer.audio.io import read_audio
+
+        melody, melody_rate = read_audio(Path(seg.melody))
     return Request(text=seg.text, duration_s=seg.duration_s, seed=seg.seed, sampling=seg.sampling,
-                   prompt_tokens=prompt, window_s=seg.window_s, stride_s=seg.stride_s)  # fmt: skip
+                   prompt_tokens=prompt, window_s=seg.window_s, stride_s=seg.stride_s,
+                   melody=melody, melody_rate=melody_rate)  # fmt: skip
 
 
 def _generate_with_retry(

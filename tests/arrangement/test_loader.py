@@ -174,3 +174,45 @@ def test_bad_key_and_sample_rate(tmp_path: Path) -> None:
     assert any(":5: output.sample_rate: must be 32000, 44100 or 48000" in m for m in msgs)
     text = GOOD.replace("key: A minor", "key: H minor")
     assert any(":3: key: unknown key 'H minor'" in m for m in problems(write(tmp_path, text)))
+
+
+MELODY = """\
+title: Test
+bpm: 120
+sections:
+  - name: theme
+    prompt: a lead line
+    duration_s: 10
+    model: {model}
+    melody: {melody}
+"""
+
+
+@pytest.mark.parametrize(
+    ("melody", "model", "message"),
+    [
+        ("../outside.wav", "melody", "leads outside the arrangement's folder"),
+        ("/etc/passwd", "melody", "is an absolute path"),
+        ("missing.wav", "melody", "no such file next to the arrangement"),
+        ("refs", "melody", "is not a file"),
+        ("link.wav", "melody", "leads outside the arrangement's folder"),
+        ("refs/theme.wav", "small", "does not take a melody"),
+    ],
+)
+def test_bad_melody_references_are_located(tmp_path: Path, melody: str, model: str, message: str) -> None:
+    song = tmp_path / "song"
+    (song / "refs").mkdir(parents=True)
+    (song / "refs" / "theme.wav").write_bytes(b"RIFF")
+    (tmp_path / "outside.wav").write_bytes(b"RIFF")
+    (song / "link.wav").symlink_to(tmp_path / "outside.wav")
+    path = write(song, MELODY.format(melody=melody, model=model))
+    with pytest.raises(ArrangementError) as info:
+        load_arrangement(path)
+    assert f"{path}:8: sections[0].melody: " in str(info.value) and message in str(info.value), str(info.value)
+
+
+def test_a_melody_inside_the_folder_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "refs").mkdir()
+    (tmp_path / "refs" / "theme.wav").write_bytes(b"RIFF")
+    arr = load_arrangement(write(tmp_path, MELODY.format(melody="refs/theme.wav", model="stereo-melody")))
+    assert arr.sections[0].melody == "refs/theme.wav"

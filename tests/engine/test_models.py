@@ -76,3 +76,29 @@ def test_list_cached(tiny_settings: Settings) -> None:
     found = {m.repo_id: m for m in list_cached(tiny_settings)}
     assert set(TINY_REPOS.values()) >= set(found) >= {TINY_REPOS["small"], TINY_REPOS["medium"]}
     assert found[TINY_REPOS["medium"]].size_bytes > found[TINY_REPOS["small"]].size_bytes > 100_000
+
+
+def test_an_unsupported_architecture_is_refused_before_generating(tmp_path: Path) -> None:
+    """A cached checkpoint that is not a MusicGen fails `plan` and `render` with one line, exit 3."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from composer.cli import app
+    from tests.conftest import STYLES
+
+    snapshot = tmp_path / "cache" / "hub" / "models--acme--bark-small" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "bark"}))
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    song = tmp_path / "song.yaml"
+    song.write_text("title: T\nbpm: 120\ngeneration: {model: acme/bark-small}\n"
+                    "sections:\n  - {name: a, prompt: p, duration_s: 2}\n")  # fmt: skip
+    env = {"COMPOSER_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "COMPOSER_STYLES_DIR": str(STYLES)}
+    for command in (["plan", str(song)], ["render", str(song), "--out", str(tmp_path / "out")]):
+        result = CliRunner().invoke(app, command, env=env)
+        assert result.exit_code == 3, result.output
+        line = result.output.strip().splitlines()[-1]
+        assert "'acme/bark-small'" in line and "'bark' checkpoint" in line and "stereo-melody" in line, line
+    assert not (tmp_path / "out" / "cache").exists(), "nothing was generated"

@@ -239,3 +239,37 @@ def test_mono_segments_in_a_stereo_mix_are_measured_as_they_sound(settings: Sett
     as_stereo = integrated_lufs(np.repeat(raw.T, 2, axis=0), rate)
     assert as_mono is not None and as_stereo is not None
     assert abs(drive["measured_lufs"] - as_stereo) < 0.5 < abs(drive["measured_lufs"] - as_mono)
+
+
+MELODY_ARRANGEMENT = """
+title: Melody
+bpm: 120
+seed: 5
+transitions: {model: medium, duration_s: 1.5, prompt_s: 0.6, crossfade_s: 0.5}
+sections:
+  - {name: intro, prompt: soft pads, duration_s: 2}
+  - {name: theme, prompt: a lead line, duration_s: 2, model: melody, melody: refs/theme.wav, transition: none}
+  - {name: outro, prompt: calm drone, duration_s: 2}
+"""
+
+
+def write_tone(path: Path, hz: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(2 * 44100) / 44100
+    sf.write(str(path), 0.3 * np.sin(2 * np.pi * hz * t), 44100)
+
+
+def test_changing_the_melody_file_regenerates_only_its_section(settings: Settings, tmp_path: Path) -> None:
+    song = tmp_path / "song" / "melody.yaml"
+    song.parent.mkdir()
+    song.write_text(MELODY_ARRANGEMENT)
+    write_tone(song.parent / "refs" / "theme.wav", 440.0)
+    first = render(song, settings, tmp_path / "out")
+    theme = next(s for s in first.manifest["segments"] if s["id"] == "theme")
+    assert theme["repo_id"] == "composer-tiny/musicgen-melody" and theme["melody_sha256"]
+    assert render(song, settings, tmp_path / "out").stats.generated == [], "unchanged: all from the cache"
+    write_tone(song.parent / "refs" / "theme.wav", 261.63)
+    again = render(song, settings, tmp_path / "out")
+    assert again.stats.generated == ["theme"]
+    song.write_text(MELODY_ARRANGEMENT.replace("refs/theme.wav", "refs/../refs/theme.wav"))
+    assert render(song, settings, tmp_path / "out").stats.generated == [], "the path is not in the key, the content is"
