@@ -89,7 +89,7 @@ def load_random(alias: str, device: str, dtype: str) -> Any:
     model.audio_encoder.to(device=device, dtype=torch_dtype if device == "cuda" else torch.float32)
     if hasattr(model, "enc_to_dec_proj"):
         model.enc_to_dec_proj.to(device=device, dtype=torch_dtype)
-    _keep_text_encoder_on_cpu(model.text_encoder, torch.device(device), torch_dtype)
+    _keep_text_encoder_on_cpu(model, torch.device(device))
     return LoadedModel(
         alias, f"random/{alias}", "random", "random", model, processor, torch.device(device), torch_dtype
     )
@@ -233,8 +233,26 @@ def bench_assembly(seconds: float = 180.0, rate: int = 48000) -> dict[str, Any]:
 def bench_render(device: str, source: str) -> dict[str, Any]:
     import tempfile
 
-    from composer.render.pipeline import render
     from composer.settings import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            "COMPOSER_MODELS": source,
+            "COMPOSER_CACHE_DIR": str(Path(tmp) / "models"),
+            "HF_HUB_OFFLINE": "1",
+            "COMPOSER_DEVICE": device,
+        }
+        return bench_render_with(load_settings(env=env), Path(tmp) / "out")
+
+
+def bench_render_with(
+    settings: Any, out_dir: Path, arrangement: Path = Path("arrangements/ebm_set.yaml")
+) -> dict[str, Any]:
+    """A full render of ``arrangement`` with ``settings``: seconds and peaks per phase."""
+    from composer.render.pipeline import render
+
+    device = "cuda" if str(settings.device).startswith("cuda") else "cpu"
+    source = settings.model_source
 
     class Phases:
         def __init__(self) -> None:
@@ -259,22 +277,14 @@ def bench_render(device: str, source: str) -> dict[str, Any]:
         def finished(self) -> None:
             self._close()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            "COMPOSER_MODELS": source,
-            "COMPOSER_CACHE_DIR": str(Path(tmp) / "models"),
-            "HF_HUB_OFFLINE": "1",
-            "COMPOSER_DEVICE": device,
-        }
-        settings = load_settings(env=env)
-        events = Phases()
-        start = time.perf_counter()
-        result = render(Path("arrangements/ebm_set.yaml"), settings, Path(tmp) / "out", events=events)
-        events._close()
-        total = time.perf_counter() - start
+    events = Phases()
+    start = time.perf_counter()
+    result = render(arrangement, settings, out_dir, events=events)
+    events._close()
+    total = time.perf_counter() - start
     generation = sum(p["seconds"] for p in events.phases)
     out = {
-        "arrangement": "arrangements/ebm_set.yaml",
+        "arrangement": str(arrangement),
         "models": source,
         "length_s": result.manifest["length_s"],
         "total_s": round(total, 2),

@@ -17,6 +17,7 @@ MODEL_SOURCES: tuple[str, ...] = ("hub", "tiny", "random")
 ENGINES: tuple[str, ...] = ("fast", "transformers")
 CPU_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32")
 STEP_MODES: tuple[str, ...] = ("auto", "eager", "graph", "compile")
+CUDA_DTYPES: tuple[str, ...] = ("auto", "bfloat16", "float16")
 
 # The repository root when composer runs from a checkout (editable install or Docker /app).
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,9 @@ class Settings:
     engine: str = "fast"  # decoding loop: "fast" (composer's) or "transformers" (reference generate)
     batch_size: int = 4  # segments of one model generated together (fast engine)
     cpu_dtype: str = "float16"  # LM decoder weights on CPU (memory-bound: half the bytes, ~3x the speed)
+    cuda_dtype: str = (
+        "auto"  # LM decoder on CUDA: auto (bf16 from compute capability 8.0, else fp16), bfloat16, float16
+    )
     step_mode: str = "auto"  # fast loop's decode step: auto (CUDA graph on CUDA, eager on CPU), eager, graph, compile
     fault_at: str | None = None  # tests only: deliver a signal at a named point (composer.faults)
 
@@ -66,7 +70,8 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     ``COMPOSER_MODELS`` picks the model source (``hub``, ``tiny`` or ``random``), ``COMPOSER_DEVICE`` the
     device, ``COMPOSER_ENGINE`` the decoding loop, ``COMPOSER_BATCH`` how many segments run together and
     ``COMPOSER_CPU_DTYPE`` the LM decoder's weight type on CPU, ``COMPOSER_STEP`` how the fast loop runs
-    its decode step (``auto``, ``eager``, ``graph``, ``compile``). ``COMPOSER_FAULT_AT`` is for tests:
+    its decode step (``auto``, ``eager``, ``graph``, ``compile``), ``COMPOSER_CUDA_DTYPE`` the LM decoder's
+    type on CUDA. ``COMPOSER_FAULT_AT`` is for tests:
     it makes a render signal itself at a named point (see :mod:`composer.faults`).
 
     Raises:
@@ -93,6 +98,9 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     cpu_dtype = (env.get("COMPOSER_CPU_DTYPE") or "float16").strip().lower()
     if cpu_dtype not in CPU_DTYPES:
         raise ValueError(f"COMPOSER_CPU_DTYPE={cpu_dtype!r}: expected one of {', '.join(CPU_DTYPES)}")
+    cuda_dtype = (env.get("COMPOSER_CUDA_DTYPE") or "auto").strip().lower()
+    if cuda_dtype not in CUDA_DTYPES:
+        raise ValueError(f"COMPOSER_CUDA_DTYPE={cuda_dtype!r}: expected one of {', '.join(CUDA_DTYPES)}")
     step_mode = (env.get("COMPOSER_STEP") or "auto").strip().lower()
     if step_mode not in STEP_MODES:
         raise ValueError(f"COMPOSER_STEP={step_mode!r}: expected one of {', '.join(STEP_MODES)}")
@@ -112,6 +120,7 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
         engine=engine,
         batch_size=batch_size,
         cpu_dtype=cpu_dtype,
+        cuda_dtype=cuda_dtype,
         step_mode=step_mode,
         fault_at=fault_at,
     )

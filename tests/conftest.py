@@ -57,3 +57,17 @@ def tiny_small(tiny_cache: Path):  # type: ignore[no-untyped-def]
     env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
            "HF_HUB_OFFLINE": "1"}  # fmt: skip
     return load_model("small", load_settings(env=env))
+
+
+@pytest.fixture(scope="session")
+def tiny_small_fp32(tiny_cache: Path):  # type: ignore[no-untyped-def]
+    """The tiny 'small' model with fp32 weights: for comparing tokens with transformers exactly.
+
+    In fp16 the two implementations round guidance differently (transformers in fp16, composer in
+    fp32), so a near-tie can flip a greedy choice; in fp32 they agree.
+    """
+    from composer.engine.models import load_model
+
+    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
+           "HF_HUB_OFFLINE": "1", "COMPOSER_CPU_DTYPE": "float32"}  # fmt: skip
+    return load_model("small", load_settings(env=env))

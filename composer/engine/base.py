@@ -211,6 +211,12 @@ class EngineBase:
             raise OutOfMemory(f"out of memory on {self.lm.device} generating {len(requests)} segment(s)") from exc
         return takes
 
+    def generate_tokens(self, requests: list[Request], progress: ProgressFn | None = None) -> list[np.ndarray]:
+        """Only the decoding loop: each request's codes (prompt first), no codec decode (benchmarks)."""
+        plans = [self._plan(r) for r in requests]
+        self._tokens(plans, progress or (lambda i, d, t: None))
+        return [p.tokens for p in plans]
+
     def _tokens(self, plans: list[Planned], progress: ProgressFn) -> None:
         raise NotImplementedError
 

@@ -175,7 +175,10 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     )
 
     device = pick_device(settings.device)
-    dtype = cuda_dtype(device) if device.type == "cuda" else getattr(torch, settings.cpu_dtype)
+    if device.type == "cuda":
+        dtype = cuda_dtype(device) if settings.cuda_dtype == "auto" else getattr(torch, settings.cuda_dtype)
+    else:
+        dtype = getattr(torch, settings.cpu_dtype)
     quiet_transformers()
     where: dict[str, Any] = {"cache_dir": settings.hub_cache, "local_files_only": True, "revision": revision}
     try:
@@ -206,7 +209,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
             getattr(model, projection).to(device=device, dtype=dtype)
     # T5 stays in fp32 (it overflows in fp16) and, on a GPU, on the CPU: it runs once per segment,
     # and keeping its ~0.4 GB off the card leaves that memory to the decoder and EnCodec.
-    _keep_text_encoder_on_cpu(model.text_encoder, device, dtype)
+    _keep_text_encoder_on_cpu(model, device)
     log.info("loaded %s@%s on %s (%s)", repo_id, revision[:10], device, dtype)
     return LoadedModel(name, repo_id, revision, settings.model_source, model, processor, device, dtype)
 
@@ -263,11 +266,14 @@ def ensure_available(name: str, settings: Settings) -> str:
     return revision
 
 
-def _keep_text_encoder_on_cpu(text_encoder: Any, device: torch.device, dtype: torch.dtype) -> None:
-    """Run T5 in fp32 on the CPU whatever the device: inputs move to it, its output moves to ``device``."""
+def _keep_text_encoder_on_cpu(model: Any, device: torch.device) -> None:
+    """Run T5 in fp32 on the CPU whatever the device: inputs move to it, its output moves to ``device``
+    in the dtype of what reads it next (the text projection), whatever that is cast to later."""
     import torch
 
+    text_encoder = model.text_encoder
     text_encoder.to(device="cpu", dtype=torch.float32)
+    reader = model.enc_to_dec_proj if hasattr(model, "enc_to_dec_proj") else model.decoder
 
     def to_cpu(value: Any) -> Any:
         return value.to("cpu") if isinstance(value, torch.Tensor) else value
@@ -276,6 +282,7 @@ def _keep_text_encoder_on_cpu(text_encoder: Any, device: torch.device, dtype: to
         return tuple(to_cpu(a) for a in args), {k: to_cpu(v) for k, v in kwargs.items()}
 
     def after(_module: Any, _args: Any, _kwargs: Any, output: Any) -> Any:
+        dtype = next(reader.parameters()).dtype
         output.last_hidden_state = output.last_hidden_state.to(device=device, dtype=dtype)
         return output
 

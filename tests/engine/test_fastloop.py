@@ -37,10 +37,10 @@ def row(prompt: np.ndarray, frames: int, text: str = TEXT, seed: int = 1, **samp
 
 @pytest.mark.parametrize("prompt_frames", [0, 1, 9])
 @pytest.mark.parametrize("cfg", [3.0, 1.0])
-def test_greedy_matches_transformers_tiny(tiny_small: LoadedModel, prompt_frames: int, cfg: float) -> None:
+def test_greedy_matches_transformers_tiny(tiny_small_fp32: LoadedModel, prompt_frames: int, cfg: float) -> None:
     prompt = np.random.default_rng(prompt_frames).integers(0, 2048, (4, prompt_frames))
-    expected = reference_greedy(tiny_small, TEXT, prompt, 40, cfg)
-    got = FastDecoder(tiny_small).generate([row(prompt, 40, cfg=cfg, greedy=True)])[0]
+    expected = reference_greedy(tiny_small_fp32, TEXT, prompt, 40, cfg)
+    got = FastDecoder(tiny_small_fp32).generate([row(prompt, 40, cfg=cfg, greedy=True)])[0]
     assert got.shape == (4, 40)
     assert np.array_equal(got, expected)
 
@@ -114,14 +114,14 @@ def test_chunked_decode_matches_one_shot(tiny_small: LoadedModel, seconds: float
     assert error_db < -60, error_db
 
 
-def test_mixed_prompts_and_lengths_in_one_batch_match_transformers(tiny_small: LoadedModel) -> None:
+def test_mixed_prompts_and_lengths_in_one_batch_match_transformers(tiny_small_fp32: LoadedModel) -> None:
     """Every row steps at its own position: each equals transformers' greedy output for it alone."""
     rng = np.random.default_rng(7)
     specs = [(0, 30), (1, 12), (9, 25), (23, 6)]  # (prompt frames, new frames)
     rows = [row(rng.integers(0, 2048, (4, p)), n, text=f"{TEXT} {i}", greedy=True) for i, (p, n) in enumerate(specs)]
-    got = FastDecoder(tiny_small).generate(rows)
+    got = FastDecoder(tiny_small_fp32).generate(rows)
     for r, codes in zip(rows, got, strict=True):
-        assert np.array_equal(codes, reference_greedy(tiny_small, r.text, r.prompt, r.new_frames, 3.0))
+        assert np.array_equal(codes, reference_greedy(tiny_small_fp32, r.text, r.prompt, r.new_frames, 3.0))
 
 
 def test_mixed_batch_matches_transformers_at_small_shapes(random_small: LoadedModel) -> None:
@@ -130,16 +130,6 @@ def test_mixed_batch_matches_transformers_at_small_shapes(random_small: LoadedMo
     got = FastDecoder(random_small).generate(rows)
     for r, codes in zip(rows, got, strict=True):
         assert np.array_equal(codes, reference_greedy(random_small, r.text, r.prompt, r.new_frames, 3.0))
-
-
-@pytest.fixture(scope="module")
-def tiny_small_fp32(tiny_cache):  # type: ignore[no-untyped-def]
-    from composer.engine.models import load_model
-    from composer.settings import load_settings
-
-    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
-           "HF_HUB_OFFLINE": "1", "COMPOSER_CPU_DTYPE": "float32"}  # fmt: skip
-    return load_model("small", load_settings(env=env))
 
 
 @pytest.mark.slow

@@ -109,15 +109,16 @@ def test_bad_prompts_rejected(tiny_small) -> None:  # type: ignore[no-untyped-de
 
 
 @pytest.mark.parametrize("engine", ["fast", "transformers"])
-def test_both_engines_keep_the_contract(tiny_small, engine: str) -> None:  # type: ignore[no-untyped-def]
+def test_both_engines_keep_the_contract(tiny_small_fp32, engine: str) -> None:  # type: ignore[no-untyped-def]
     from composer.engine.types import Sampling
 
+    lm = tiny_small_fp32
     greedy = Sampling(greedy=True)
     prompt = np.random.default_rng(4).integers(0, 2048, (4, 7))
-    takes = wrap(engine, tiny_small).generate([Request(TEXT, 0.4, seed=2, sampling=greedy, prompt_tokens=prompt)])
+    takes = wrap(engine, lm).generate([Request(TEXT, 0.4, seed=2, sampling=greedy, prompt_tokens=prompt)])
     take = takes[0]
     assert take.tokens.shape == (4, 27) and take.prompt_frames == 7 and take.channels == 1
-    assert take.provenance["engine"] == engine and take.provenance["dtype"] == "float16"
+    assert take.provenance["engine"] == engine and take.provenance["dtype"] == "float32"
     other = "transformers" if engine == "fast" else "fast"
-    same = wrap(other, tiny_small).generate([Request(TEXT, 0.4, seed=2, sampling=greedy, prompt_tokens=prompt)])[0]
+    same = wrap(other, lm).generate([Request(TEXT, 0.4, seed=2, sampling=greedy, prompt_tokens=prompt)])[0]
     assert np.array_equal(take.tokens, same.tokens), "greedy: both engines give the same tokens"

@@ -1,0 +1,28 @@
+"""The prepared GPU check in its CPU mode: the same code paths at tiny sizes, so it cannot rot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_cpu_mode_writes_every_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.gpu import TARGETS, main
+
+    monkeypatch.chdir(REPO)
+    data = main(["--quick", "--device", "cpu", "--out", str(tmp_path), "--budget-s", "600"])
+    files = list(tmp_path.glob("gpu-cpu-*-quick.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text()) == data
+    for alias in ("small", "medium"):
+        engines = {(r["engine"], r["dtype"], r["batch"]) for r in data[f"decoding_{alias}"]}
+        assert ("composer eager", "float16", 1) in engines and ("transformers generate", "float32", 1) in engines
+        assert all(r["steps_per_s"] > 0 for r in data[f"decoding_{alias}"] if "seconds" in r)
+    assert data["render"]["length_s"] > 0 and sum(p["segments"] for p in data["render"]["phases"]) == 4
+    assert [(c["seconds_of_audio"], c["mode"]) for c in data["codec"]][:2] == [(1.0, "one-shot"), (1.0, "chunked")]
+    assert set(data["targets"]) == set(TARGETS)
+    assert data["profile_small_eager"] and data["profile_small_eager"][0]["self_ms"] >= 0
