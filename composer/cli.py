@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,7 +79,7 @@ def _user_errors() -> Iterator[None]:
 def _settings(
     models: str | None = None, device: str | None = None, styles: Path | None = None, engine: str | None = None
 ) -> Settings:
-    from composer.settings import ENGINES, MODEL_SOURCES, load_settings
+    from composer.settings import ENGINES, MODEL_SOURCES, device_problem, load_settings
 
     try:
         settings = load_settings()
@@ -88,9 +89,13 @@ def _settings(
     if models is not None and models not in MODEL_SOURCES:
         _err(f"compose: --models {models!r}: expected one of {', '.join(MODEL_SOURCES)}")
         raise typer.Exit(2)
+    if device is not None and (problem := device_problem(device.strip().lower())):
+        _err(f"compose: --device {problem}")
+        raise typer.Exit(2)
     if engine is not None and engine not in ENGINES:
         _err(f"compose: --engine {engine!r}: expected one of {', '.join(ENGINES)}")
         raise typer.Exit(2)
+    device = device.strip().lower() if device is not None else None
     return settings.with_(model_source=models, device=device, styles_dir=styles, engine=engine)
 
 
@@ -162,7 +167,9 @@ def generate(
     prompt: Annotated[str | None, typer.Option(help="Prompt text.", show_default=False)] = None,
     style: Annotated[str | None, typer.Option(help="Style from the library.", show_default=False)] = None,
     model: Annotated[str, typer.Option(help="small, medium, large or a hub repo id.")] = "small",
-    seed: Annotated[int | None, typer.Option(help="Seed (default: random, printed).", show_default=False)] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=2**31 - 1, help="Seed (default: random, printed).", show_default=False)
+    ] = None,
     cfg: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 3.0,
     top_k: Annotated[int, typer.Option(help="Top-k sampling (0 = off).")] = 250,
     top_p: Annotated[float, typer.Option(help="Top-p sampling (0 = off).")] = 0.0,
@@ -208,6 +215,12 @@ def _generate(
         raise typer.Exit(2)
     if output.suffix.lower() not in (".wav", ".flac"):
         _err(f"compose generate: --output {output}: use a .wav or .flac file name")
+        raise typer.Exit(2)
+    problem = _sampling_problem(cfg, top_k, top_p, temperature)
+    if problem is None and not (math.isfinite(prompt_seconds) and 0 < prompt_seconds <= 29.0):
+        problem = f"--prompt-seconds must be in (0, 29] seconds (got {prompt_seconds})"
+    if problem is not None:
+        _err(f"compose generate: {problem}")
         raise typer.Exit(2)
     settings = _settings(models, device, styles, engine)
     text = prompt
@@ -267,6 +280,21 @@ def _generate(
     )
 
 
+def _sampling_problem(cfg: float, top_k: int, top_p: float, temperature: float) -> str | None:
+    """The arrangement schema's ranges for sampling options, as one line (None when all are fine)."""
+    from pydantic import ValidationError
+
+    from composer.arrangement.schema import Sampling
+
+    try:
+        Sampling(cfg=cfg, top_k=top_k, top_p=top_p, temperature=temperature)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).replace("_", "-")
+        return f"--{name} {err['msg'].replace('Input should be', 'must be')} (got {err.get('input')!r})"
+    return None
+
+
 @contextlib.contextmanager
 def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar on an interactive terminal; silent otherwise."""
@@ -319,7 +347,9 @@ def render(file: FileArg, out: OutOpt = None, takes: TakesOpt = 1, models: Model
 def regen(
     file: FileArg,
     section: SectionArg,
-    seed: Annotated[int | None, typer.Option(help="New seed (default: random, recorded).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=2**31 - 1, help="New seed (default: random, recorded).")
+    ] = None,
     out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None, device: DeviceOpt = None,
     styles: StylesOpt = None, engine: EngineOpt = None,
 ) -> None:  # fmt: skip

@@ -1,34 +1,105 @@
-"""Atomic file writes: readers see either the old file or the complete new one, never a torn one."""
+"""Safe file writes: atomic (readers see the old file or the complete new one), never through a link.
+
+Inside an output tree (:func:`output_tree`, set by a render around everything it writes) every folder
+between the tree's root and a written file must be a real folder: a symbolic link there is refused,
+so composer never writes or deletes in a link's target. Files are written to a temp name of
+composer's own (``.composer-<name>.<random>.tmp``), fsynced, given the permissions the umask allows
+(not mkstemp's 0600) and renamed over the final name; renaming replaces a link at the final name
+instead of following it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from composer import faults
+from composer.errors import ComposerError
+
+TEMP_PREFIX = ".composer-"
+TEMP_SUFFIX = ".tmp"
+
+_tree: contextvars.ContextVar[Path | None] = contextvars.ContextVar("composer_output_tree", default=None)
+
+
+class UnsafePathError(ComposerError):
+    """A symbolic link (or a file where a folder should be) inside composer's output tree."""
+
+    exit_code = 2
+
+
+@contextlib.contextmanager
+def output_tree(root: Path) -> Iterator[None]:
+    """Within this block, writes under ``root`` refuse symbolic links below it (the root may be one)."""
+    token = _tree.set(Path(os.path.abspath(root)))
+    try:
+        yield
+    finally:
+        _tree.reset(token)
+
+
+def real_dir(folder: Path) -> Path:
+    """Make sure ``folder`` exists as a real folder; inside the output tree no part below its root may be a link.
+
+    Raises:
+        UnsafePathError: a link or a file on the way.
+    """
+    folder = Path(os.path.abspath(folder))
+    root = _tree.get()
+    if root is None or not folder.is_relative_to(root):
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    current = root
+    for part in folder.relative_to(root).parts:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(current)
+            mode = os.lstat(current).st_mode
+        if stat.S_ISLNK(mode):
+            raise UnsafePathError(
+                f"{current} is a symbolic link; composer does not write through links in its output folder: "
+                "remove the link (or point --out somewhere else)"
+            )
+        if not stat.S_ISDIR(mode):
+            raise UnsafePathError(f"{current} is not a folder; move it away so composer can write there")
+    return folder
+
+
+def umask_mode(base: int = 0o666) -> int:
+    """``base`` less the process umask (what ``open`` would have given a new file)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path in ``path``'s folder; on success fsync it and rename it over ``path``."""
+    """Yield a temp path in ``path``'s folder; on success fsync it, set its mode and rename it over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    real_dir(path.parent)
+    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
+            os.fchmod(fh.fileno(), umask_mode())
             os.fsync(fh.fileno())
         faults.reached("file-temp")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
         faults.reached("file-written")
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             tmp.unlink()
 
 
@@ -41,6 +112,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write UTF-8 text atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_file(path: Path) -> bool:
+    """Delete a regular file (never a link's target, never a folder); True if one was removed."""
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.unlink(path)
+            return True
+    except FileNotFoundError:
+        pass
+    return False
+
+
+def is_own_temp(name: str) -> bool:
+    """A temp file name composer makes (and may sweep)."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -7,6 +7,7 @@ arrangement: an arrangement says *what* to make, settings say *where and how* to
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,6 +51,16 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``device`` is not one composer runs on (auto, cpu, cuda, cuda:N), or None."""
+    if DEVICE_PATTERN.match(device):
+        return None
+    return f"{device!r}: expected auto, cpu, cuda or cuda:N (composer runs MusicGen on NVIDIA GPUs or the CPU)"
 
 
 def _default_styles_dir(env: Mapping[str, str], cwd: Path) -> Path:
@@ -101,6 +112,9 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     cuda_dtype = (env.get("COMPOSER_CUDA_DTYPE") or "auto").strip().lower()
     if cuda_dtype not in CUDA_DTYPES:
         raise ValueError(f"COMPOSER_CUDA_DTYPE={cuda_dtype!r}: expected one of {', '.join(CUDA_DTYPES)}")
+    device = (env.get("COMPOSER_DEVICE") or "auto").strip().lower()
+    if problem := device_problem(device):
+        raise ValueError(f"COMPOSER_DEVICE={problem}")
     step_mode = (env.get("COMPOSER_STEP") or "auto").strip().lower()
     if step_mode not in STEP_MODES:
         raise ValueError(f"COMPOSER_STEP={step_mode!r}: expected one of {', '.join(STEP_MODES)}")
@@ -114,7 +128,7 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
         hub_cache=hub_cache,
         offline=_truthy(env.get("HF_HUB_OFFLINE")) or _truthy(env.get("TRANSFORMERS_OFFLINE")),
         model_source=source,  # type: ignore[arg-type]
-        device=(env.get("COMPOSER_DEVICE") or "auto").strip(),
+        device=device,
         styles_dir=_default_styles_dir(env, cwd),
         output_dir=Path(env.get("COMPOSER_OUTPUT_DIR") or cwd / "output"),
         engine=engine,

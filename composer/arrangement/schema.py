@@ -161,7 +161,12 @@ class Section(_Strict):
 class Arrangement(_Strict):
     """A track: global settings plus an ordered list of sections."""
 
-    title: str = Field(min_length=1, max_length=200, description="Title, written into the manifest and markers.")
+    title: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="Title, written into the manifest and markers (one line: no control characters).",
+    )
     bpm: float = Field(gt=20.0, le=300.0, description="Tempo; woven into every prompt and used for bar lengths.")
     beats_per_bar: int = Field(4, ge=1, le=16, description="Beats per bar, for lengths given in bars.")
     key: str | None = Field(None, description="Musical key, e.g. 'A minor', 'F#m'; woven into every prompt.")
@@ -225,6 +230,9 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
         folded = sec.name.lower()  # case-insensitive file systems would merge these
         if folded in RESERVED_NAMES:
             problems.append((at + ("name",), f"{sec.name!r} is a reserved file name on Windows; pick another name"))
+        if "--" in sec.name:  # the separator of transition ids: "a", "b" and "a--b" would collide
+            problems.append((at + ("name",), f"{sec.name!r} contains '--', which composer keeps for transitions "
+                             "(intro--drive); use a single '-' or '_'"))  # fmt: skip
         if folded in seen:
             problems.append((at + ("name",), f"duplicate section name {sec.name!r} (clashes with {seen[folded]!r})"))
         seen.setdefault(folded, sec.name)

@@ -157,7 +157,11 @@ def _friendly(err: Any, model: type[BaseModel]) -> str:
         return "required field is missing"
     message = str(err["msg"]).replace("Input should be", "must be")
     if kind == "string_pattern_mismatch":
-        message = "use letters, digits, '-' and '_' only (max 64, starting with a letter or digit)"
+        message = (
+            "one line of text, without control characters (newlines, tabs)"
+            if loc and loc[-1] == "title"
+            else "use letters, digits, '-' and '_' only (max 64, starting with a letter or digit)"
+        )
     value = err.get("input")
     if kind not in ("missing",) and isinstance(value, (str, int, float, bool)) and len(repr(value)) < 60:
         message += f" (got {value!r})"

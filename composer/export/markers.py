@@ -10,7 +10,7 @@ def audacity_labels(plan: Plan) -> str:
     lines = []
     for place in plan.timeline:
         seg = plan.segment(place.segment)
-        label = seg.id if seg.kind == "stem" else seg.id.replace("--", " -> ")
+        label = seg.id if seg.kind == "stem" else seg.id.replace("--", " -> ")  # ids: letters, digits, - and _
         lines.append(f"{place.start_s:.6f}\t{place.end_s:.6f}\t{label}")
     return "\n".join(lines) + "\n"
 
@@ -22,8 +22,8 @@ def _cue_time(seconds: float) -> str:
 
 def cue_sheet(plan: Plan, audio_file: str) -> str:
     """A CUE sheet with one track per section (transitions belong to the section they leave)."""
-    kind = "WAVE" if audio_file.lower().endswith(".wav") else "FLAC"
-    lines = [f'TITLE "{_quote(plan.title)}"', f'FILE "{_quote(audio_file)}" {kind}']
+    # WAVE is the CUE file type for any audio file players decode themselves (FLAC included)
+    lines = [f'TITLE "{_quote(plan.title)}"', f'FILE "{_quote(audio_file)}" WAVE']
     number = 0
     for place in plan.timeline:
         seg = plan.segment(place.segment)
@@ -39,4 +39,5 @@ def cue_sheet(plan: Plan, audio_file: str) -> str:
 
 
 def _quote(text: str) -> str:
-    return text.replace('"', "'")
+    """One CUE string: no double quotes, no control characters (a newline would start a new command)."""
+    return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text).replace('"', "'")

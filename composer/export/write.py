@@ -19,7 +19,7 @@ from composer.audio.io import write_audio
 from composer.engine.types import Take
 from composer.export.markers import audacity_labels, cue_sheet
 from composer.export.picture import draw_timeline
-from composer.fsutil import atomic_write_text
+from composer.fsutil import atomic_write_text, remove_file
 from composer.plan import Plan, Segment
 from composer.render.run import RunStats
 from composer.settings import Settings
@@ -97,9 +97,10 @@ def _clipped(audio: np.ndarray, name: str) -> np.ndarray:
 def _remove_stale(stems: Path, keep: set[Path]) -> None:
     """Delete stem files of segments no longer in the plan (renamed or removed sections)."""
     for sub in ("raw", "aligned"):
-        for path in (stems / sub).glob("*"):
-            if path.is_file() and path not in keep:
-                path.unlink()
+        if (stems / sub).is_dir() and not (stems / sub).is_symlink():
+            for path in (stems / sub).iterdir():
+                if path not in keep:
+                    remove_file(path)  # regular files only: never a link's target
 
 
 def _manifest(

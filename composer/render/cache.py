@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from composer.engine.types import Take
-from composer.fsutil import atomic_write_bytes
+from composer.fsutil import atomic_write_bytes, remove_file
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class SegmentCache:
                 raise ValueError("non-finite audio")
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             log.warning("cached segment %s is damaged (%s); it will be regenerated", path.name, exc)
-            path.unlink(missing_ok=True)
+            remove_file(path)
             return None
         return Take(
             tokens=tokens,

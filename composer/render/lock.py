@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from composer.errors import ComposerError
+from composer.fsutil import UnsafePathError, is_own_temp, real_dir, remove_file, umask_mode
 
 STALE_TMP_S = 3600.0  # cache temp files older than this belong to no running render
 
@@ -27,9 +29,15 @@ def render_lock(folder: Path) -> Iterator[None]:
     Raises:
         RenderBusyError: another process holds it.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    real_dir(folder)
     path = folder / ".render.lock"
-    with open(path, "a+") as handle:
+    try:  # O_NOFOLLOW: a link planted at the lock's name must not let us truncate its target
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, umask_mode(0o666))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(f"{path} is a symbolic link; remove it and run the same command again") from None
+        raise
+    with os.fdopen(fd, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -49,15 +57,16 @@ def render_lock(folder: Path) -> Iterator[None]:
 
 
 def sweep_temp_files(folder: Path, cache: Path) -> int:
-    """Remove temp files left by killed renders: all in ``folder`` (we hold its lock), old ones in ``cache``."""
+    """Remove composer's own temp files left by killed renders: all in ``folder`` (we hold its lock),
+    old ones in ``cache`` (other renders may be writing there). Never through a link, never a
+    user's file that merely looks temporary."""
     removed = 0
     now = time.time()
     for root, only_old in ((folder, False), (cache, True)):
-        if not root.is_dir():
-            continue
-        for tmp in root.rglob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                if not only_old or now - tmp.stat().st_mtime > STALE_TMP_S:
-                    tmp.unlink()
-                    removed += 1
+        for parent, _dirs, names in os.walk(root):  # does not follow links to folders
+            for name in names:
+                tmp = Path(parent) / name
+                with contextlib.suppress(OSError):
+                    if is_own_temp(name) and (not only_old or now - tmp.lstat().st_mtime > STALE_TMP_S):
+                        removed += remove_file(tmp)
     return removed

@@ -21,7 +21,7 @@ from typing import Any
 from composer.arrangement import Arrangement, load_arrangement
 from composer.engine.types import Take
 from composer.errors import ArrangementError, ComposerError, Problem
-from composer.fsutil import atomic_write_text
+from composer.fsutil import atomic_write_text, output_tree, remove_file
 from composer.plan import Plan, Segment, build_plan
 from composer.render.cache import SegmentCache
 from composer.render.lock import render_lock, sweep_temp_files
@@ -152,6 +152,10 @@ def render(
     faults.arm(faults.parse(settings.fault_at) if settings.fault_at else None)
     arr, styles, folder, state = prepare(file, settings, out_root)
     name = folder.name
+    if generate:
+        from composer.engine.models import pick_device
+
+        pick_device(settings.device)  # "cuda" without CUDA fails here, before anything is written
     if generate:  # before planning: cache keys include each model's revision. Only the models the
         # plan uses (an arrangement without generated transitions never needs the transition model)
         draft = build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
@@ -182,7 +186,7 @@ def render(
 
     from composer.export.write import export_all
 
-    with render_lock(folder), _disk_full_is_an_error(folder):
+    with output_tree(out_root), render_lock(folder), _disk_full_is_an_error(folder):
         sweep_temp_files(folder, cache.root)
         if generate:
             journal = Journal(folder / "journal.json", plan.segments + variants, events)
@@ -191,7 +195,7 @@ def render(
             segments, stats = _from_cache(plan, cache, file)
         save_state(folder, state)
         manifest = export_all(plan, arr, file, folder, segments, stats, state, settings, variants)
-        (folder / "journal.json").unlink(missing_ok=True)  # the manifest now says it all
+        remove_file(folder / "journal.json")  # the manifest now says it all
     return RenderResult(plan, folder, stats, manifest, time.perf_counter() - started)
 
 

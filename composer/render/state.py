@@ -13,6 +13,12 @@ from composer.errors import ComposerError
 from composer.fsutil import atomic_write_text
 
 
+class StateError(ComposerError):
+    """state.json is damaged or holds values composer does not accept."""
+
+    exit_code = 2
+
+
 @dataclass
 class State:
     """Choices made with regen/pick, per section."""
@@ -27,11 +33,18 @@ def load_state(folder: Path) -> State:
         return State()
     try:
         data = json.loads(path.read_text())
-        return State(
-            {k: int(v) for k, v in data.get("seeds", {}).items()}, {k: int(v) for k, v in data.get("takes", {}).items()}
-        )
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise ComposerError(f"{path}: unreadable render state ({exc}); delete it to start over") from None
+        seeds, takes = data.get("seeds", {}), data.get("takes", {})
+        if not isinstance(seeds, dict) or not isinstance(takes, dict):
+            raise ValueError("seeds and takes must be mappings")
+        for section, seed in seeds.items():  # one range everywhere: the arrangement's 0 .. 2**31-1
+            if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**31):
+                raise ValueError(f"seed of {section!r} must be a whole number in 0..2147483647, got {seed!r}")
+        for section, take in takes.items():
+            if not (isinstance(take, int) and not isinstance(take, bool) and 0 <= take < 64):
+                raise ValueError(f"take of {section!r} must be a whole number in 0..63, got {take!r}")
+        return State(dict(seeds), dict(takes))
+    except (ValueError, AttributeError, TypeError, OverflowError) as exc:
+        raise StateError(f"{path}: unreadable render state ({exc}); fix or delete it to start over") from None
 
 
 def save_state(folder: Path, state: State) -> None:

@@ -216,3 +216,11 @@ def test_a_melody_inside_the_folder_is_accepted(tmp_path: Path) -> None:
     (tmp_path / "refs" / "theme.wav").write_bytes(b"RIFF")
     arr = load_arrangement(write(tmp_path, MELODY.format(melody="refs/theme.wav", model="stereo-melody")))
     assert arr.sections[0].melody == "refs/theme.wav"
+
+
+def test_section_names_cannot_collide_with_transition_ids(tmp_path: Path) -> None:
+    """Sections a, b and a--b would give the transition a->b the id of the third section."""
+    text = GOOD + "  - name: intro--main\n    prompt: a third part\n    duration_s: 10\n"
+    with pytest.raises(ArrangementError) as info:
+        load_arrangement(write(tmp_path, text))
+    assert ":11: sections[2].name: 'intro--main' contains '--'" in str(info.value)

@@ -273,3 +273,25 @@ def test_changing_the_melody_file_regenerates_only_its_section(settings: Setting
     assert again.stats.generated == ["theme"]
     song.write_text(MELODY_ARRANGEMENT.replace("refs/theme.wav", "refs/../refs/theme.wav"))
     assert render(song, settings, tmp_path / "out").stats.generated == [], "the path is not in the key, the content is"
+
+
+def test_only_the_models_the_plan_uses_are_needed(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An arrangement without generated transitions never asks for the transition model."""
+    import composer.engine.models as models
+
+    asked: list[str] = []
+    real = models.ensure_available
+
+    def recording(name: str, settings: Settings) -> str:
+        asked.append(name)
+        return real(name, settings)
+
+    monkeypatch.setattr(models, "ensure_available", recording)
+    song = tmp_path / "ambient.yaml"
+    song.write_text(
+        SHORT.read_text().replace("    loudness_offset_lu: -3\n", "    loudness_offset_lu: -3\n    transition: none\n")
+    )
+    render(song, settings, tmp_path / "out")
+    assert set(asked) == {"small"}, asked
