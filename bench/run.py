@@ -189,7 +189,7 @@ def bench_codec(device: str, durations: list[float]) -> list[dict[str, Any]]:
 
 # -- assembly DSP -----------------------------------------------------------------------------
 def bench_assembly(seconds: float = 180.0, rate: int = 48000) -> dict[str, Any]:
-    from composer.assembly.crossfade import crossfade_join
+    from composer.assembly.crossfade import fade_curves
     from composer.assembly.limiter import limit
     from composer.assembly.loudness import integrated_lufs, short_term_lufs
     from composer.audio.dsp import highpass, resample
@@ -206,10 +206,12 @@ def bench_assembly(seconds: float = 180.0, rate: int = 48000) -> dict[str, Any]:
         timings[name] = round(time.perf_counter() - start, 3)
         return out
 
-    def crossfades() -> np.ndarray:
+    def crossfades() -> np.ndarray:  # equal-power overlaps, as assembly.mix applies them
         mix = parts[0]
+        out, inn = fade_curves(2 * rate, "equal_power")
         for part in parts[1:]:
-            mix = crossfade_join(mix, part, 2 * rate)
+            middle = mix[:, -2 * rate :] * out + part[:, : 2 * rate] * inn
+            mix = np.concatenate([mix[:, : -2 * rate], middle, part[:, 2 * rate :]], axis=1)
         return mix
 
     mix = step("crossfades (5 x 2 s, equal power)", crossfades)

@@ -33,6 +33,24 @@ models_app = typer.Typer(help="Download and list MusicGen weights in the model c
 app.add_typer(styles_app, name="styles")
 app.add_typer(models_app, name="models")
 
+
+def _version(value: bool) -> None:
+    if value:
+        from composer import __version__
+
+        typer.echo(f"compose (musicgen-composer) {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Compose long-form tracks with MusicGen: arrangements of sections, transitions, loudness-matched mixes."""
+
+
 ModelsOpt = Annotated[
     str | None,
     typer.Option(

@@ -66,12 +66,3 @@ def short_term_lufs(audio: np.ndarray, sample_rate: int, hop_s: float = 0.5, win
         lufs = -0.691 + 10 * np.log10(mean)
     lufs[~np.isfinite(lufs) | (lufs < SILENCE_LUFS)] = np.nan
     return np.stack([(starts + win / 2) / sample_rate, lufs])
-
-
-def gain_to_target_db(audio: np.ndarray, sample_rate: int, target_lufs: float, max_gain_db: float = 30.0) -> float:
-    """Gain in dB that brings ``audio`` to ``target_lufs`` (0 when loudness is undefined), clamped."""
-    measured = integrated_lufs(audio, sample_rate)
-    if measured is None:
-        log.warning("loudness undefined (silent or shorter than 400 ms): leaving the gain unchanged")
-        return 0.0
-    return float(np.clip(target_lufs - measured, -max_gain_db, max_gain_db))

@@ -83,14 +83,6 @@ class Plan:
                 return seg
         raise KeyError(segment_id)
 
-    def dependents(self, segment_id: str) -> list[str]:
-        """Segments whose content depends on ``segment_id`` (transitively), in plan order."""
-        affected = {segment_id}
-        for seg in self.segments:
-            if seg.prompt_from in affected:
-                affected.add(seg.id)
-        return [s.id for s in self.segments if s.id in affected and s.id != segment_id]
-
 
 def derive_seed(base: int, *parts: object) -> int:
     """A stable 31-bit seed from a base seed and labels (independent of Python's hash seed)."""

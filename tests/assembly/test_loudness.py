@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from composer.assembly.limiter import limit, true_peak_db
-from composer.assembly.loudness import gain_to_target_db, integrated_lufs, short_term_lufs
+from composer.assembly.loudness import integrated_lufs, short_term_lufs
+from tests.meters import true_peak_db as independent_true_peak_db
 
 
 def sine(freq: float, dbfs: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:
@@ -33,16 +34,8 @@ def test_level_steps_track_one_to_one() -> None:
 def test_undefined_loudness() -> None:
     assert integrated_lufs(np.zeros((1, 48000), np.float32), 48000) is None
     assert integrated_lufs(sine(1000, -20, 0.2, 48000), 48000) is None  # shorter than one 400 ms block
-    assert gain_to_target_db(np.zeros((1, 48000), np.float32), 48000, -14) == 0.0
     with pytest.raises(ValueError, match="NaN"):
         integrated_lufs(np.full((1, 48000), np.nan, np.float32), 48000)
-
-
-def test_gain_to_target() -> None:
-    x = sine(1000, -23, 10, 48000, 2)
-    gain = gain_to_target_db(x, 48000, -14)
-    assert gain == pytest.approx(9.0, abs=0.1)
-    assert integrated_lufs(x * 10 ** (gain / 20), 48000) == pytest.approx(-14, abs=0.05)
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -72,8 +65,8 @@ def test_limiter_holds_true_peak_without_clipping(rate: int, channels: int) -> N
     x = sine(220, -6, 3, rate, channels) + rng.standard_normal((channels, 3 * rate)).astype(np.float32) * 0.05
     x[:, rate : rate + 200] *= 4.0  # a loud burst
     out, gain, peak = limit(x, rate, -1.0)
-    assert true_peak_db(out) <= -1.0 + 1e-3
-    assert peak == pytest.approx(true_peak_db(out), abs=1e-3), "the reported peak is the measured one"
+    assert independent_true_peak_db(out) <= -1.0 + 1e-3, "an 8x meter of its own, not the limiter's"
+    assert peak == pytest.approx(true_peak_db(out), abs=1e-3), "the reported peak is the limiter's own reading"
     assert np.all(gain <= 1.0) and np.all(gain > 0)
     assert out.shape == x.shape
     # no hard clipping: the output is the input times a smooth gain
@@ -95,3 +88,4 @@ def test_true_peak_sees_intersample_peaks() -> None:
     x = np.sin(2 * np.pi * (rate / 4) * n / rate + np.pi / 4)[None].astype(np.float32)
     assert np.abs(x).max() == pytest.approx(0.7071, abs=1e-3)
     assert true_peak_db(x) == pytest.approx(0.0, abs=0.3)
+    assert independent_true_peak_db(x) == pytest.approx(true_peak_db(x), abs=0.3)

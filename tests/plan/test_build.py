@@ -56,7 +56,8 @@ def test_segments_dependencies_and_timeline(tmp_path: Path, styles: StyleLibrary
     assert plan.timeline[1].crossfade_s == SEAM_S
     assert plan.length_s == 91
     assert plan.warnings == []
-    assert plan.dependents("a") == ["a--b"] and plan.dependents("b--c") == []
+    assert [s.id for s in plan.segments if s.prompt_from == "a"] == ["a--b"]
+    assert not [s for s in plan.segments if s.prompt_from == "b--c"]
 
 
 def test_none_and_chained_boundaries(tmp_path: Path, styles: StyleLibrary, tiny_settings: Settings) -> None:
@@ -67,7 +68,7 @@ def test_none_and_chained_boundaries(tmp_path: Path, styles: StyleLibrary, tiny_
     assert plan.segment("c").prompt_from == "b" and plan.segment("c").prompt_s == 5
     assert [p.join for p in plan.timeline] == ["start", "crossfade", "seam"]
     assert plan.length_s == 20 + 30 - 2 + 25
-    assert plan.dependents("b") == ["c"]
+    assert [s.id for s in plan.segments if s.prompt_from == "b"] == ["c"]
 
 
 def test_length_warning_and_bars(tmp_path: Path, styles: StyleLibrary, tiny_settings: Settings) -> None:

@@ -242,8 +242,8 @@ def test_silent_and_very_short_segments_assemble(settings: Settings, tmp_path: P
 
 
 def test_clipping_input_is_limited_not_clipped() -> None:
-    from composer.assembly.limiter import true_peak_db
     from composer.assembly.mix import master
+    from tests.meters import true_peak_db
 
     rate = 48000
     t = np.arange(5 * rate) / rate

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from composer.assembly.limiter import true_peak_db
 from composer.assembly.loudness import integrated_lufs
 from composer.render.pipeline import NotRenderedError, RenderResult, render
 from composer.settings import Settings, load_settings
+from tests.meters import true_peak_db
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SHORT = DATA / "short.yaml"
