@@ -289,13 +289,22 @@ def _generate(
         "melody": str(melody) if melody else None,
         "sample_rate": result.sample_rate, "channels": result.channels, "frames": int(result.new_tokens.shape[1]),
         "device": str(lm.device), "dtype": result.provenance["dtype"], "engine": settings.engine,
-        "seconds_taken": round(elapsed, 3),
+        "seconds_taken": round(elapsed, 3), "versions": _versions(),
     }  # fmt: skip
-    atomic_write_text(output.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    atomic_write_text(output.with_name(output.name + ".json"), json.dumps(record, indent=2) + "\n")
     n = result.new_audio.shape[1]
     typer.echo(
         f"wrote {output} ({n / result.sample_rate:.2f} s at {result.sample_rate} Hz, seed {seed}) in {elapsed:.1f} s"
     )
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    from composer import __version__
+
+    return {"composer": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 def _sampling_problem(cfg: float, top_k: int, top_p: float, temperature: float) -> str | None:
@@ -420,7 +429,8 @@ def models_pull(
             if settings.model_source in ("tiny", "random"):
                 from composer.engine.tiny import ensure_synthetic_model
 
-                ensure_synthetic_model(settings.model_source, alias_of(name) or name, settings.hub_cache)
+                # pulling rebuilds: the one-line error for a damaged model tells the user to run this
+                ensure_synthetic_model(settings.model_source, alias_of(name) or name, settings.hub_cache, rebuild=True)
             else:
                 pull_model(repo_id, settings)
             typer.echo(f"{repo_id}: in {settings.hub_cache}")

@@ -19,6 +19,11 @@ from tests.conftest import REPO
 runner = CliRunner()
 
 
+def sidecar(audio: Path) -> Path:
+    """compose generate's record of a clip: OUT.json beside OUT (k.wav -> k.wav.json)."""
+    return audio.with_name(audio.name + ".json")
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -53,7 +58,7 @@ def test_generate_writes_requested_length_and_is_repeatable(tiny_env: Path, tmp_
     assert info.subtype == "PCM_16"
     audio, _ = sf.read(str(out))
     assert np.abs(audio).max() > 0
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads(sidecar(out).read_text())
     assert record["seed"] == 42 and record["model"] == "composer-tiny/musicgen-small"
     assert record["style"] == "industrial-ebm" and "Electronic Body Music" in record["prompt"]
     assert record["sampling"] == {"cfg": 3.0, "top_k": 250, "top_p": 0.0, "temperature": 1.0}
@@ -67,7 +72,7 @@ def test_generate_writes_requested_length_and_is_repeatable(tiny_env: Path, tmp_
 def test_generate_medium_with_prompt_and_continuation(tiny_env: Path, tmp_path: Path) -> None:
     first = tmp_path / "a.wav"
     assert runner.invoke(app, ["generate", "--prompt", "ambient drone", "-d", "1", "-o", str(first)]).exit_code == 0
-    record = json.loads(first.with_suffix(".json").read_text())
+    record = json.loads(sidecar(first).read_text())
     assert isinstance(record["seed"], int), "a random seed is chosen and recorded"
     cont = tmp_path / "b.flac"
     result = runner.invoke(
@@ -77,7 +82,7 @@ def test_generate_medium_with_prompt_and_continuation(tiny_env: Path, tmp_path: 
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert sf.info(str(cont)).frames == int(1.5 * 32000)
-    assert json.loads(cont.with_suffix(".json").read_text())["model"] == "composer-tiny/musicgen-medium"
+    assert json.loads(sidecar(cont).read_text())["model"] == "composer-tiny/musicgen-medium"
 
 
 def test_generate_stereo_model_writes_two_channels(tiny_env: Path, tmp_path: Path) -> None:
@@ -90,7 +95,7 @@ def test_generate_stereo_model_writes_two_channels(tiny_env: Path, tmp_path: Pat
     assert result.exit_code == 0, result.output
     info = sf.info(str(out))
     assert info.channels == 2 and info.frames == 32000
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads(sidecar(out).read_text())
     assert record["model"] == "composer-tiny/musicgen-stereo-small" and record["channels"] == 2
 
 
@@ -103,7 +108,7 @@ def test_generate_with_a_melody(tiny_env: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert sf.info(str(out)).frames == 32000
-    assert json.loads(out.with_suffix(".json").read_text())["melody"] == str(ref)
+    assert json.loads(sidecar(out).read_text())["melody"] == str(ref)
 
 
 @pytest.mark.parametrize(
@@ -204,7 +209,7 @@ def test_generate_with_reference_engine(tiny_env: Path, tmp_path: Path) -> None:
     assert runner.invoke(app, [*base, "-o", str(fast)]).exit_code == 0
     result = runner.invoke(app, [*base, "-o", str(ref), "--engine", "transformers"])
     assert result.exit_code == 0, result.output
-    assert json.loads(ref.with_suffix(".json").read_text())["engine"] == "transformers"
+    assert json.loads(sidecar(ref).read_text())["engine"] == "transformers"
     assert sha(fast) != sha(ref), "the engines sample from different random streams"
     bad = runner.invoke(app, [*base, "-o", str(ref), "--engine", "warp"])
     assert bad.exit_code == 2 and "--engine" in bad.output

@@ -58,7 +58,7 @@ def test_generate_options_use_the_arrangement_ranges(
     out = tmp_path / "x.wav"
     result = runner.invoke(app, ["generate", "--prompt", "p", "-d", "1", "-o", str(out), *option])
     assert result.exit_code == 2 and message in result.output, result.output
-    assert not out.exists() and not out.with_suffix(".json").exists()
+    assert not out.exists() and not out.with_name(out.name + ".json").exists()
 
 
 def test_regen_seed_range(tiny_env: Path, tmp_path: Path) -> None:

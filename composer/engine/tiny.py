@@ -52,8 +52,11 @@ def _repo_folder(hub_cache: Path, repo_id: str) -> Path:
     return hub_cache / ("models--" + repo_id.replace("/", "--"))
 
 
-def ensure_synthetic_model(kind: str, alias: str, hub_cache: Path) -> str:
+def ensure_synthetic_model(kind: str, alias: str, hub_cache: Path, rebuild: bool = False) -> str:
     """Build the ``kind`` ("tiny" or "random") model for ``alias`` unless it is cached; return its repo id.
+
+    Args:
+        rebuild: build it again even when it is there (``compose models pull`` repairs a damaged one).
 
     Raises:
         KeyError: unknown alias or kind.
@@ -62,6 +65,8 @@ def ensure_synthetic_model(kind: str, alias: str, hub_cache: Path) -> str:
     folder = _repo_folder(hub_cache, repo_id)
     rev = _revision(kind, alias)
     snapshot = folder / "snapshots" / rev
+    if rebuild and snapshot.is_dir() and not snapshot.is_symlink():
+        shutil.rmtree(snapshot)
     if (snapshot / "config.json").is_file() and (folder / "refs" / "main").is_file():
         return repo_id
     (folder / "snapshots").mkdir(parents=True, exist_ok=True)

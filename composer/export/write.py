@@ -56,6 +56,11 @@ def export_all(
 
     mix_name = f"mix.{ext}"
     write(folder / mix_name, mastered.audio)
+    for other in {"wav", "flac"} - {ext}:  # after a format change, only the current format's files remain
+        remove_file(folder / f"mix.{other}")
+        if (folder / "stems" / "takes").is_dir() and not (folder / "stems" / "takes").is_symlink():
+            for take in (folder / "stems" / "takes").glob(f"*.{other}"):
+                remove_file(take)
     stems = folder / "stems"
     keep: set[Path] = set()
     files: dict[str, dict[str, str]] = {}

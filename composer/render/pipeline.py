@@ -33,6 +33,12 @@ from composer.styles import StyleLibrary
 log = logging.getLogger(__name__)
 
 
+class FolderTakenError(ComposerError):
+    """Two arrangement files map to one output folder."""
+
+    exit_code = 2
+
+
 class NotRenderedError(ComposerError):
     """export-stems or pick needs segments that are not in the cache yet."""
 
@@ -59,7 +65,15 @@ def prepare(file: Path, settings: Settings, out_root: Path) -> tuple[Arrangement
     styles = StyleLibrary.load(settings.styles_dir)
     arr = load_arrangement(file, styles)
     folder = out_root / output_name(file)
-    return arr, styles, folder, load_state(folder)
+    state = load_state(folder)
+    this = str(file.resolve())
+    if state.arrangement not in (None, this) and Path(state.arrangement).is_file():
+        raise FolderTakenError(
+            f"{folder} holds the render of {state.arrangement}, and {file} maps to the same folder: "
+            "rename one of the two files or render this one with another --out"
+        )
+    state.arrangement = this  # a folder remembers its arrangement (adopted when the old file is gone)
+    return arr, styles, folder, state
 
 
 def check_section(arr: Arrangement, section: str, file: Path) -> None:
@@ -188,6 +202,8 @@ def render(
 
     with output_tree(out_root), render_lock(folder), _disk_full_is_an_error(folder):
         sweep_temp_files(folder, cache.root)
+        if regen is not None or pick is not None:  # recorded before generating: an interrupted regen
+            save_state(folder, state)  # resumes with `compose render` and the seed it chose
         if generate:
             journal = Journal(folder / "journal.json", plan.segments + variants, events)
             segments, stats = render_segments(plan.segments + variants, settings, cache, journal)

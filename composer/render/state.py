@@ -25,6 +25,7 @@ class State:
 
     seeds: dict[str, int] = field(default_factory=dict)
     takes: dict[str, int] = field(default_factory=dict)
+    arrangement: str | None = None  # the arrangement file (resolved) this output folder belongs to
 
 
 def load_state(folder: Path) -> State:
@@ -42,7 +43,10 @@ def load_state(folder: Path) -> State:
         for section, take in takes.items():
             if not (isinstance(take, int) and not isinstance(take, bool) and 0 <= take < 64):
                 raise ValueError(f"take of {section!r} must be a whole number in 0..63, got {take!r}")
-        return State(dict(seeds), dict(takes))
+        owner = data.get("arrangement")
+        if owner is not None and not isinstance(owner, str):
+            raise ValueError("arrangement must be a path")
+        return State(dict(seeds), dict(takes), owner)
     except (ValueError, AttributeError, TypeError, OverflowError) as exc:
         raise StateError(f"{path}: unreadable render state ({exc}); fix or delete it to start over") from None
 

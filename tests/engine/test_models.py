@@ -102,3 +102,22 @@ def test_an_unsupported_architecture_is_refused_before_generating(tmp_path: Path
         line = result.output.strip().splitlines()[-1]
         assert "'acme/bark-small'" in line and "'bark' checkpoint" in line and "stereo-melody" in line, line
     assert not (tmp_path / "out" / "cache").exists(), "nothing was generated"
+
+
+def test_models_pull_repairs_a_damaged_tiny_model(tmp_path: Path) -> None:
+    """The load error says to run `compose models pull small`; with tiny models that must rebuild it."""
+    from typer.testing import CliRunner
+
+    from composer.cli import app
+
+    env = {"COMPOSER_CACHE_DIR": str(tmp_path), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
+           "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    settings = load_settings(env=env)
+    load_model("small", settings)  # builds it
+    weights = next((tmp_path / "hub").rglob("model.safetensors"))
+    weights.write_bytes(b"truncated")
+    with pytest.raises(ModelLoadingError, match="compose models pull small"):
+        load_model("small", settings)
+    result = CliRunner().invoke(app, ["models", "pull", "small", "--models", "tiny"], env=env)
+    assert result.exit_code == 0, result.output
+    assert load_model("small", settings).spec.codebooks == 4

@@ -295,3 +295,17 @@ def test_only_the_models_the_plan_uses_are_needed(
     )
     render(song, settings, tmp_path / "out")
     assert set(asked) == {"small"}, asked
+
+
+def test_a_format_change_leaves_only_the_new_files(settings: Settings, tmp_path: Path) -> None:
+    from composer.render.pipeline import render as run
+
+    song = tmp_path / "short.yaml"
+    song.write_text(SHORT.read_text())
+    wav = run(song, settings, tmp_path / "out", takes=2)
+    assert (wav.folder / "mix.wav").exists() and list((wav.folder / "stems" / "takes").glob("*.wav"))
+    song.write_text(SHORT.read_text().replace("format: wav", "format: flac"))
+    flac = run(song, settings, tmp_path / "out", generate=False)
+    files = sorted(p.relative_to(flac.folder).as_posix() for p in flac.folder.rglob("*") if p.is_file())
+    assert "mix.flac" in files and not [f for f in files if f.endswith(".wav")], files
+    assert 'FILE "mix.flac" WAVE' in (flac.folder / "markers.cue").read_text()

@@ -67,3 +67,18 @@ def test_killed_render_resumes_identically(
     assert digest(out / "short" / "mix.wav") == digest(reference / "short" / "mix.wav")
     for stem in (reference / "short" / "stems" / "raw").iterdir():
         assert digest(out / "short" / "stems" / "raw" / stem.name) == digest(stem)
+
+
+def test_an_interrupted_regen_keeps_its_seed(tiny_cache: Path, reference: Path, tmp_path: Path) -> None:
+    """regen without --seed picks one at random: it is in state.json before anything is generated."""
+    env = tiny_process_env(tiny_cache)
+    out = tmp_path / "out"
+    assert run(out, env).wait(timeout=300) == 0
+    cmd = [sys.executable, "-m", "composer", "regen", str(SHORT), "drive", "--out", str(out)]
+    killed = subprocess.run(cmd, env=env | {"COMPOSER_FAULT_AT": "segment-stored#1:KILL"}, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    seed = json.loads((out / "short" / "state.json").read_text())["seeds"]["drive"]
+    assert run(out, env).wait(timeout=300) == 0  # `compose render` finishes the interrupted regen
+    manifest = json.loads((out / "short" / "manifest.json").read_text())
+    drive = next(s for s in manifest["segments"] if s["id"] == "drive")
+    assert drive["seed"] == seed and drive["cache_hit"], "the regenerated stem was kept, not made again"

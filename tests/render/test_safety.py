@@ -83,3 +83,20 @@ def test_outputs_follow_the_umask(settings: Settings, tmp_path: Path) -> None:
     written += list((tmp_path / "cache" / "segments").rglob("*.npz"))
     for path in written:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_two_arrangements_cannot_share_an_output_folder(settings: Settings, tmp_path: Path) -> None:
+    """'fa st.yaml' and 'fa_st.yaml' both map to fa_st/: the second is refused, the first keeps its files."""
+    from composer.render.pipeline import FolderTakenError
+
+    first, second = tmp_path / "fa st.yaml", tmp_path / "fa_st.yaml"
+    first.write_text(SHORT.read_text())
+    second.write_text(SHORT.read_text().replace("seed: 99", "seed: 100"))
+    done = render(first, settings, tmp_path / "out")
+    before = (done.folder / "mix.wav").read_bytes()
+    with pytest.raises(FolderTakenError, match="fa st.yaml, and .*fa_st.yaml maps to the same folder"):
+        render(second, settings, tmp_path / "out")
+    assert (done.folder / "mix.wav").read_bytes() == before
+    render(first, settings, tmp_path / "out")  # its own folder: fine
+    first.unlink()
+    render(second, settings, tmp_path / "out")  # the old owner is gone: the folder is adopted
