@@ -234,6 +234,9 @@ def _generate(
     if output.suffix.lower() not in (".wav", ".flac"):
         _err(f"compose generate: --output {output}: use a .wav or .flac file name")
         raise typer.Exit(2)
+    if problem := _output_problem(output):  # before generating: minutes of work must not be lost to a typo
+        _err(f"compose generate: --output {output}: {problem}")
+        raise typer.Exit(2)
     problem = _sampling_problem(cfg, top_k, top_p, temperature)
     if problem is None and not (math.isfinite(prompt_seconds) and 0 < prompt_seconds <= 29.0):
         problem = f"--prompt-seconds must be in (0, 29] seconds (got {prompt_seconds})"
@@ -254,7 +257,7 @@ def _generate(
     from composer.engine.catalog import info_of
     from composer.engine.codec import encode_audio
     from composer.engine.types import Request, Sampling
-    from composer.fsutil import atomic_write_text
+    from composer.fsutil import atomic_write_text, filesystem_errors
 
     info = info_of(model)
     if melody is not None and info is not None and not info.melody:
@@ -279,7 +282,6 @@ def _generate(
     with _progress(f"generating {duration:g} s with {lm.repo_id}") as update:
         result = runner.generate([request], progress=lambda _i, done, total: update(done, total))[0]
     elapsed = time.perf_counter() - started
-    write_audio(output, result.new_audio, result.sample_rate, bit_depth=16)
     record = {
         "output": output.name, "model": lm.repo_id, "revision": lm.revision, "source": lm.source,
         "prompt": text, "style": style, "seed": seed, "duration_s": duration,
@@ -291,11 +293,23 @@ def _generate(
         "device": str(lm.device), "dtype": result.provenance["dtype"], "engine": settings.engine,
         "seconds_taken": round(elapsed, 3), "versions": _versions(),
     }  # fmt: skip
-    atomic_write_text(output.with_name(output.name + ".json"), json.dumps(record, indent=2) + "\n")
+    with filesystem_errors(output, "run it again"):
+        write_audio(output, result.new_audio, result.sample_rate, bit_depth=16)
+        atomic_write_text(output.with_name(output.name + ".json"), json.dumps(record, indent=2) + "\n")
     n = result.new_audio.shape[1]
     typer.echo(
         f"wrote {output} ({n / result.sample_rate:.2f} s at {result.sample_rate} Hz, seed {seed}) in {elapsed:.1f} s"
     )
+
+
+def _output_problem(output: Path) -> str | None:
+    """Why ``output`` cannot be written as a file (a folder there, a file above it), or None."""
+    if output.is_dir():
+        return "is a folder; give a file name like clip.wav"
+    for parent in output.absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"{parent} is a file, not a folder"
+    return None
 
 
 def _versions() -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import os
 import stat
 import tempfile
@@ -25,6 +26,46 @@ TEMP_PREFIX = ".composer-"
 TEMP_SUFFIX = ".tmp"
 
 _tree: contextvars.ContextVar[Path | None] = contextvars.ContextVar("composer_output_tree", default=None)
+
+
+class DiskFullError(ComposerError):
+    """The disk filled up while writing; everything finished before that is kept."""
+
+    exit_code = 74  # EX_IOERR
+
+
+class CannotWriteError(ComposerError):
+    """A file or folder composer must write cannot be written (read-only, permissions, a file in the way)."""
+
+    exit_code = 73  # EX_CANTCREAT
+
+
+_HINTS = {
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "not permitted (an immutable file, or a folder owned by another user)",
+    errno.ENOTDIR: "a file stands where a folder should be",
+    errno.EISDIR: "a folder stands where a file should be",
+    errno.EEXIST: "a file stands where a folder should be",
+    errno.ENAMETOOLONG: "the name is too long for the file system",
+}
+
+
+@contextlib.contextmanager
+def filesystem_errors(where: Path, resume_hint: str = "run the same command again to resume") -> Iterator[None]:
+    """Turn any OSError of the block into one line naming the path: disk full exit 74, else exit 73."""
+    try:
+        yield
+    except OSError as exc:
+        path = exc.filename or where
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(
+                f"disk full while writing {path}; finished segments are kept: free some space and {resume_hint}"
+            ) from exc
+        reason = _HINTS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+        raise CannotWriteError(
+            f"cannot write {path}: {reason}; fix that (or choose another --out / -o) and {resume_hint}"
+        ) from exc
 
 
 class UnsafePathError(ComposerError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,11 @@ def write_audio(
     if fmt == "FLAC" and bit_depth == "float":
         raise ValueError("FLAC cannot store float samples; use 16 or 24-bit")
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), audio.T, sample_rate, subtype=SUBTYPES[bit_depth], format=fmt)
+        try:
+            sf.write(str(tmp), audio.T, sample_rate, subtype=SUBTYPES[bit_depth], format=fmt)
+        except sf.LibsndfileError as exc:  # libsndfile says "System error": find out which
+            full = shutil.disk_usage(tmp.parent).free < 1 << 20
+            raise OSError(errno.ENOSPC if full else errno.EIO, f"libsndfile: {exc}", str(path)) from None
 
 
 class AudioFileError(ComposerError):

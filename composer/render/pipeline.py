@@ -7,13 +7,10 @@ picked take) live in ``<out>/<name>/state.json`` and are recorded in the manifes
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import logging
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ from typing import Any
 from composer.arrangement import Arrangement, load_arrangement
 from composer.engine.types import Take
 from composer.errors import ArrangementError, ComposerError, Problem
-from composer.fsutil import atomic_write_text, output_tree, remove_file
+from composer.fsutil import DiskFullError, atomic_write_text, filesystem_errors, output_tree, remove_file
 from composer.plan import Plan, Segment, build_plan
 from composer.render.cache import SegmentCache
 from composer.render.lock import render_lock, sweep_temp_files
@@ -173,8 +170,9 @@ def render(
     if generate:  # before planning: cache keys include each model's revision. Only the models the
         # plan uses (an arrangement without generated transitions never needs the transition model)
         draft = build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
-        for model in dict.fromkeys(s.model for s in draft.segments):
-            ensure_available(model, settings)
+        with filesystem_errors(settings.hub_cache, "run the same command again"):
+            for model in dict.fromkeys(s.model for s in draft.segments):
+                ensure_available(model, settings)
     cache = SegmentCache(out_root / "cache" / "segments")
     extra_takes: dict[str, int] = {}
     if regen is not None:
@@ -188,7 +186,7 @@ def render(
         section, take = pick
         check_section(arr, section, file)
         candidate = build_plan(arr, name, styles, settings, state.seeds, state.takes | {section: take}, str(file))
-        if cache.load(candidate.segment(section).key) is None:
+        if cache.load(candidate.segment(section).key, candidate.segment(section)) is None:
             raise NotRenderedError(
                 f"take {take} of {section!r} was never rendered; run `compose render {file} --takes {take + 1}`"
             )
@@ -200,7 +198,7 @@ def render(
 
     from composer.export.write import export_all
 
-    with output_tree(out_root), render_lock(folder), _disk_full_is_an_error(folder):
+    with filesystem_errors(folder), output_tree(out_root), render_lock(folder):
         sweep_temp_files(folder, cache.root)
         if regen is not None or pick is not None:  # recorded before generating: an interrupted regen
             save_state(folder, state)  # resumes with `compose render` and the seed it chose
@@ -254,31 +252,11 @@ class Journal:
         self.events.finished()
 
 
-class DiskFullError(ComposerError):
-    """The disk filled up while writing; everything finished before that is kept."""
-
-    exit_code = 74  # EX_IOERR
-
-
-@contextlib.contextmanager
-def _disk_full_is_an_error(folder: Path) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        where = exc.filename or folder
-        raise DiskFullError(
-            f"disk full while writing {where}; finished segments are kept: free some space and run the same "
-            "command again to resume"
-        ) from exc
-
-
 def _from_cache(plan: Plan, cache: SegmentCache, file: Path) -> tuple[dict[str, Take], RunStats]:
     found: dict[str, Take] = {}
     missing = []
     for seg in plan.segments:
-        hit = cache.load(seg.key)
+        hit = cache.load(seg.key, seg)
         if hit is None:
             missing.append(seg.id)
         else:
@@ -288,4 +266,4 @@ def _from_cache(plan: Plan, cache: SegmentCache, file: Path) -> tuple[dict[str, 
     return found, RunStats([], list(found), {})
 
 
-__all__ = ["RenderResult", "State", "render"]
+__all__ = ["DiskFullError", "RenderResult", "State", "render"]

@@ -100,7 +100,7 @@ def render_segments(
     stats = RunStats([], [], {})
     pending: list[Segment] = []
     for seg in segments:
-        hit = cache.load(seg.key)
+        hit = cache.load(seg.key, seg)
         if hit is None:
             pending.append(seg)
         else:
