@@ -356,6 +356,9 @@ OutOpt = Annotated[
 ]  # fmt: skip
 FileArg = Annotated[Path, typer.Argument(help="Arrangement YAML file.", show_default=False)]
 SectionArg = Annotated[str, typer.Argument(help="Section name.", show_default=False)]
+AllowLargeOpt = Annotated[
+    bool, typer.Option("--allow-large", help="Render even if a model will not fit the GPU's free memory.")
+]
 TakesOpt = Annotated[int, typer.Option("--takes", min=1, max=16, help="Takes (variations) to keep per section.")]
 
 
@@ -375,13 +378,14 @@ def plan(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, device: De
 
 @app.command()
 def render(file: FileArg, out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None,
-           device: DeviceOpt = None, styles: StylesOpt = None, engine: EngineOpt = None) -> None:  # fmt: skip
+           device: DeviceOpt = None, styles: StylesOpt = None, engine: EngineOpt = None,
+           allow_large: AllowLargeOpt = False) -> None:  # fmt: skip
     """Render an arrangement: stems, transitions, loudness-matched mix, stems, manifest, markers, picture."""
     from composer.cli_render import run_render
 
     with _user_errors():
         settings = _settings(models, device, styles, engine)
-        run_render(file, settings, out or settings.output_dir, takes=takes)
+        run_render(file, settings, out or settings.output_dir, takes=takes, allow_large=allow_large)
 
 
 @app.command()
@@ -392,14 +396,15 @@ def regen(
         int | None, typer.Option(min=0, max=2**31 - 1, help="New seed (default: random, recorded).")
     ] = None,
     out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None, device: DeviceOpt = None,
-    styles: StylesOpt = None, engine: EngineOpt = None,
+    styles: StylesOpt = None, engine: EngineOpt = None, allow_large: AllowLargeOpt = False,
 ) -> None:  # fmt: skip
     """Regenerate one section (and only what depends on it), then re-assemble."""
     from composer.cli_render import run_render
 
     with _user_errors():
         settings = _settings(models, device, styles, engine)
-        run_render(file, settings, out or settings.output_dir, takes=takes, regen=section, regen_seed=seed)
+        run_render(file, settings, out or settings.output_dir, takes=takes, regen=section, regen_seed=seed,
+                   allow_large=allow_large)  # fmt: skip
 
 
 @app.command()

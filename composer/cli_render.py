@@ -55,7 +55,7 @@ def _console(stderr: bool = False) -> Any:
 def print_plan(plan: Plan, settings: Settings, device: str) -> None:
     from rich.table import Table
 
-    from composer.plan.estimate import estimate
+    from composer.plan.estimate import DISK_WARN_BYTES, disk_need, estimate, vram_problem
 
     source = "tiny random models" if settings.model_source == "tiny" else "hub models"
     table = Table(title=f"{plan.title} — plan ({source}, estimates for {device})")
@@ -81,7 +81,27 @@ def print_plan(plan: Plan, settings: Settings, device: str) -> None:
     if total_time:
         vram = f"; peak VRAM: {peak_vram:.1f} GB" if peak_vram else ""
         console.print(f"estimated generation time: {total_time / 60:.1f} min{vram}")
-    for warning in plan.warnings:
+    disk = disk_need(plan)
+    console.print(
+        f"disk: about {disk.total / 1e9:.2f} GB (cache {disk.cache / 1e9:.2f}, mix {disk.mix / 1e9:.2f}, "
+        f"raw stems {disk.raw_stems / 1e9:.2f}, aligned stems {disk.aligned_stems / 1e9:.2f} GB)"
+    )
+    transitions = [s for s in plan.segments if s.kind == "transition"]
+    if transitions:
+        share = sum(s.duration_s for s in transitions) / max(sum(s.duration_s for s in plan.segments), 1e-9)
+        console.print(
+            f"{len(transitions)} generated transition(s), {share:.0%} of the generated audio: shorten them with "
+            "transitions.duration_s, or make a boundary a plain crossfade with `transition: none`"
+        )
+    warnings = list(plan.warnings)
+    if disk.total > DISK_WARN_BYTES:
+        warnings.append(
+            f"this render writes about {disk.total / 1e9:.1f} GB; DAW-aligned stems span the whole track each "
+            f"({disk.aligned_stems / 1e9:.1f} GB): fewer or longer sections, or 16-bit output, write less"
+        )
+    if problem := vram_problem(plan, settings.model_source, device):
+        warnings.append(problem)
+    for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}")
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from composer.arrangement.schema import Arrangement, semantic_problems
-from composer.arrangement.yamlfile import line_of, locate, read_yaml, validate
+from composer.arrangement.schema import Arrangement, raw_reference_problems, semantic_problems
+from composer.arrangement.yamlfile import Loc, line_of, locate, read_yaml, validate
 from composer.errors import ArrangementError
 
 if TYPE_CHECKING:
@@ -28,7 +28,14 @@ def load_arrangement(path: Path, styles: StyleLibrary | None = None) -> Arrangem
     """
     file = str(path)
     data = read_yaml(path)
-    arrangement = validate(data, Arrangement, file)
+    try:
+        arrangement = validate(data, Arrangement, file)
+    except ArrangementError as schema:  # report the references too, in the same pass
+        seen = {(p.line, p.field) for p in schema.problems}
+        more = [
+            p for p in locate(data, file, _raw_reference_problems(path, data, styles)) if (p.line, p.field) not in seen
+        ]
+        raise ArrangementError(sorted(schema.problems + more, key=lambda p: p.line or 0)) from None
     issues = semantic_problems(arrangement)
     if styles is not None:
         for i, section in enumerate(arrangement.sections):
@@ -59,3 +66,19 @@ def melody_problem(arrangement: Path, melody: str) -> str | None:
             f"{melody!r}: no such file next to the arrangement" if not target.exists() else f"{melody!r} is not a file"
         )
     return None
+
+
+def _raw_reference_problems(path: Path, data: Any, styles: StyleLibrary | None) -> list[tuple[Loc, str]]:
+    """Unknown models and styles and bad melody paths, read off the YAML when the schema check failed."""
+    problems = raw_reference_problems(data)
+    sections = data.get("sections") if isinstance(data, dict) else None
+    for i, sec in enumerate(sections if isinstance(sections, list) else []):
+        if not isinstance(sec, dict):
+            continue
+        style = sec.get("style")
+        if styles is not None and isinstance(style, str) and style not in styles:
+            problems.append((("sections", i, "style"), styles.unknown_message(style)))
+        melody = sec.get("melody")
+        if isinstance(melody, str) and melody and (problem := melody_problem(path, melody)):
+            problems.append((("sections", i, "melody"), problem))
+    return problems

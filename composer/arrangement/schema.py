@@ -8,6 +8,7 @@ Cross-field rules that need precise locations (unique names, per-model limits, .
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, Literal
 
@@ -202,12 +203,29 @@ def _crossfade_problems(spec: Crossfade, path: Path_) -> list[tuple[Path_, str]]
     return []
 
 
-def _model_problems(model: str | None, path: Path_) -> list[tuple[Path_, str]]:
-    if model is not None and not is_known_model(model):
-        return [
-            (path, f"unknown model {model!r}; use {', '.join(MODELS)} or a hub repo id like facebook/musicgen-small")
-        ]
-    return []
+def _model_problems(model: Any, path: Path_) -> list[tuple[Path_, str]]:
+    if not isinstance(model, str) or is_known_model(model):
+        return []
+    guess = difflib.get_close_matches(model, list(MODELS), n=1, cutoff=0.6)
+    hint = f"did you mean {guess[0]!r}? " if guess else ""
+    return [(path, f"unknown model {model!r}; {hint}use {', '.join(MODELS)} or a hub repo id (ORG/NAME)")]
+
+
+def raw_reference_problems(data: Any) -> list[tuple[Path_, str]]:
+    """Model names checked on the parsed YAML itself, so they are reported even beside schema errors."""
+    problems: list[tuple[Path_, str]] = []
+    if not isinstance(data, dict):
+        return problems
+    for block in ("generation", "transitions"):
+        if isinstance(data.get(block), dict):
+            problems += _model_problems(data[block].get("model"), (block, "model"))
+    sections = data.get("sections")
+    for i, sec in enumerate(sections if isinstance(sections, list) else []):
+        if isinstance(sec, dict):
+            problems += _model_problems(sec.get("model"), ("sections", i, "model"))
+            if isinstance(sec.get("transition"), dict):
+                problems += _model_problems(sec["transition"].get("model"), ("sections", i, "transition", "model"))
+    return problems
 
 
 def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:

@@ -7,6 +7,7 @@ Shared by arrangements and style files. Everything here reports :class:`Problem`
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -156,6 +157,9 @@ def _friendly(err: Any, model: type[BaseModel]) -> str:
     if kind == "missing":
         return "required field is missing"
     message = str(err["msg"]).replace("Input should be", "must be")
+    # pydantic names its classes ("a valid dictionary or instance of TransitionSpec"): a musician needs
+    # the shape of the YAML, not the class
+    message = re.sub(r"a valid dictionary or instance of \w+", "a mapping of fields (key: value)", message)
     if kind == "string_pattern_mismatch":
         message = (
             "one line of text, without control characters (newlines, tabs)"

@@ -76,6 +76,8 @@ class Plan:
     timeline: list[Placement]
     length_s: float
     warnings: list[str] = field(default_factory=list)
+    output_rate: int = 44100  # the files' sample rate
+    output_bytes: float = 3.0  # bytes per sample in the files (FLAC: an estimate of its compression)
 
     def segment(self, segment_id: str) -> Segment:
         for seg in self.segments:
@@ -218,7 +220,8 @@ def build_plan(
     for seg in segments:
         if seg.prompt_from and seg.prompt_s > _segment(segments, seg.prompt_from).duration_s:
             warnings.append(f"{seg.id}: prompt_s {seg.prompt_s:g} s is longer than {seg.prompt_from}; using all of it")
-    return Plan(arr.title, name, segments, timeline, length, warnings)
+    depth = {16: 2.0, 24: 3.0, "float": 4.0}[arr.output.bit_depth] * (0.6 if arr.output.format == "flac" else 1.0)
+    return Plan(arr.title, name, segments, timeline, length, warnings, arr.output.sample_rate, depth)
 
 
 def _segment(segments: list[Segment], segment_id: str) -> Segment:

@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from composer.engine.catalog import FRAME_RATE_HZ, MODELS, alias_of
-from composer.plan.build import Segment
+from composer.engine.catalog import FRAME_RATE_HZ, MODELS, SAMPLE_RATE_HZ, alias_of, info_of
+from composer.plan.build import Plan, Segment
 
 FOOTPRINTS = Path(__file__).with_name("footprints.json")
 CPU_STEPS_PER_S_SMALL = 5.0  # transformers generate, fp32, 2 cores: the floor we never do worse than
@@ -69,3 +69,53 @@ def _vram(segment: Segment, alias: str, device: str) -> float | None:
     info = MODELS[alias]  # stereo: the same sequence (8 codebooks summed per step), channels decoded in turn
     kv = KV_GB_PER_30S[info.size] * window_frames / 1500
     return info.fp16_weights_gb + 0.12 + kv + DECODE_CHUNK_GB
+
+
+DISK_WARN_BYTES = 2 * 10**9
+
+
+@dataclass(frozen=True)
+class DiskNeed:
+    """Bytes a render writes: the segment cache, the mix, raw and DAW-aligned stems."""
+
+    cache: float
+    mix: float
+    raw_stems: float
+    aligned_stems: float
+
+    @property
+    def total(self) -> float:
+        return self.cache + self.mix + self.raw_stems + self.aligned_stems
+
+
+def disk_need(plan: Plan) -> DiskNeed:
+    """What a full render of ``plan`` writes (without takes), from its lengths and output format."""
+    infos = [info_of(s.model) for s in plan.segments]
+    channels = 2 if any(i is not None and i.channels == 2 for i in infos) else 1
+    per_s = plan.output_rate * plan.output_bytes * channels
+    cache = sum((s.prompt_s + s.duration_s) * SAMPLE_RATE_HZ * 4 * channels for s in plan.segments)  # float32
+    return DiskNeed(
+        cache=cache,
+        mix=plan.length_s * per_s,
+        raw_stems=sum(s.duration_s for s in plan.segments) * per_s,
+        aligned_stems=len(plan.segments) * plan.length_s * per_s,  # each spans the whole track
+    )
+
+
+def vram_problem(plan: Plan, source: str, device: str = "cuda") -> str | None:
+    """Why ``plan`` will not fit the free memory of this machine's GPU, or None (also without CUDA)."""
+    if device != "cuda" or source == "tiny":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    needs = [(estimate(s, device, source).vram_gb or 0.0, s) for s in plan.segments]
+    need, seg = max(needs, key=lambda item: item[0])
+    free = torch.cuda.mem_get_info()[0] / 1e9
+    if need <= free:
+        return None
+    return (
+        f"{seg.id} ({seg.model}) needs about {need:.1f} GB of GPU memory and {free:.1f} GB is free on "
+        f"{torch.cuda.get_device_name()}: use a smaller model, close other GPU programs, or pass --allow-large"
+    )

@@ -30,6 +30,12 @@ from composer.styles import StyleLibrary
 log = logging.getLogger(__name__)
 
 
+class TooLargeError(ComposerError):
+    """A model of the plan will not fit the GPU's free memory (refused unless --allow-large)."""
+
+    exit_code = 4
+
+
 class FolderTakenError(ComposerError):
     """Two arrangement files map to one output folder."""
 
@@ -135,6 +141,7 @@ def render(
     regen_seed: int | None = None,
     pick: tuple[str, int] | None = None,
     generate: bool = True,
+    allow_large: bool = False,
 ) -> RenderResult:
     """Render an arrangement (or re-export it) into ``out_root/<name>/``.
 
@@ -148,6 +155,7 @@ def render(
         regen_seed: the new seed for ``regen``.
         pick: (section, take) to use from now on.
         generate: False for export-stems: use cached segments only.
+        allow_large: render even when a segment's model will not fit the GPU's free memory.
 
     Raises:
         ArrangementError: invalid arrangement or section name (nothing is written).
@@ -170,6 +178,11 @@ def render(
     if generate:  # before planning: cache keys include each model's revision. Only the models the
         # plan uses (an arrangement without generated transitions never needs the transition model)
         draft = build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
+        if not allow_large:  # before any download: a model that cannot fit the GPU is refused
+            from composer.plan.estimate import vram_problem
+
+            if problem := vram_problem(draft, settings.model_source, "cpu" if settings.device == "cpu" else "cuda"):
+                raise TooLargeError(problem)
         with filesystem_errors(settings.hub_cache, "run the same command again"):
             for model in dict.fromkeys(s.model for s in draft.segments):
                 ensure_available(model, settings)

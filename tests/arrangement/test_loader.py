@@ -224,3 +224,24 @@ def test_section_names_cannot_collide_with_transition_ids(tmp_path: Path) -> Non
     with pytest.raises(ArrangementError) as info:
         load_arrangement(write(tmp_path, text))
     assert ":11: sections[2].name: 'intro--main' contains '--'" in str(info.value)
+
+
+def test_one_pass_reports_schema_errors_and_references_in_the_users_words(
+    tmp_path: Path, library: StyleLibrary
+) -> None:
+    text = """\
+title: t
+bpm: 120
+generation: {model: smal}
+sections:
+  - {name: a, style: industral-ebm, duration_s: 2, transition: 5}
+  - {name: b, prompt: p, duration_s: -2}
+"""
+    path = write(tmp_path, text)
+    with pytest.raises(ArrangementError) as info:
+        load_arrangement(path, library)
+    lines = str(info.value).splitlines()
+    assert [line.split(": ")[0].rsplit(":", 1)[1] for line in lines] == ["3", "5", "5", "6"]
+    assert "generation.model: unknown model 'smal'; did you mean 'small'?" in lines[0]
+    assert "unknown style 'industral-ebm'" in str(info.value) and "duration_s: must be greater than 0" in lines[3]
+    assert "TransitionSpec" not in str(info.value) and "must be a mapping of fields" in str(info.value)
