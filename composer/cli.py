@@ -202,6 +202,8 @@ def generate(
         typer.Option(help="Reference audio whose melody (chroma) conditions a melody model.", show_default=False),
     ] = None,
     allow_long: Annotated[bool, typer.Option(help="Allow more than 60 s (windowed continuation).")] = False,
+    bit_depth: Annotated[str, typer.Option(help="16, 24 or float (WAV only).")] = "16",
+    sample_rate: Annotated[int, typer.Option(help="32000 (MusicGen's own), 44100 or 48000 (soxr).")] = 32000,
     models: ModelsOpt = None,
     device: DeviceOpt = None,
     styles: StylesOpt = None,
@@ -215,8 +217,8 @@ def generate(
 def _generate(
     output: Path, duration: float, prompt: str | None, style: str | None, model: str, seed: int | None,
     cfg: float, top_k: int, top_p: float, temperature: float, continue_from: Path | None,
-    prompt_seconds: float, melody: Path | None, allow_long: bool, models: str | None, device: str | None,
-    styles: Path | None, engine: str | None,
+    prompt_seconds: float, melody: Path | None, allow_long: bool, bit_depth: str, sample_rate: int,
+    models: str | None, device: str | None, styles: Path | None, engine: str | None,
 ) -> None:  # fmt: skip
     import random
     import time
@@ -238,6 +240,10 @@ def _generate(
         _err(f"compose generate: --output {output}: {problem}")
         raise typer.Exit(2)
     problem = _sampling_problem(cfg, top_k, top_p, temperature)
+    if bit_depth not in ("16", "24", "float") or (bit_depth == "float" and output.suffix.lower() == ".flac"):
+        problem = problem or f"--bit-depth {bit_depth}: use 16 or 24 (or float for a .wav)"
+    if sample_rate not in (32000, 44100, 48000):
+        problem = problem or f"--sample-rate {sample_rate}: use 32000, 44100 or 48000"
     if problem is None and not (math.isfinite(prompt_seconds) and 0 < prompt_seconds <= 29.0):
         problem = f"--prompt-seconds must be in (0, 29] seconds (got {prompt_seconds})"
     if problem is not None:
@@ -289,17 +295,20 @@ def _generate(
         "continue_from": str(continue_from) if continue_from else None,
         "prompt_seconds": prompt_seconds if continue_from else None,
         "melody": str(melody) if melody else None,
-        "sample_rate": result.sample_rate, "channels": result.channels, "frames": int(result.new_tokens.shape[1]),
+        "sample_rate": sample_rate, "bit_depth": bit_depth, "channels": result.channels,
+        "frames": int(result.new_tokens.shape[1]),
         "device": str(lm.device), "dtype": result.provenance["dtype"], "engine": settings.engine,
         "seconds_taken": round(elapsed, 3), "versions": _versions(),
     }  # fmt: skip
+    from composer.audio.dsp import resample
+
+    depth: int | str = int(bit_depth) if bit_depth != "float" else "float"
+    audio = resample(result.new_audio, result.sample_rate, sample_rate)
     with filesystem_errors(output, "run it again"):
-        write_audio(output, result.new_audio, result.sample_rate, bit_depth=16)
+        write_audio(output, audio, sample_rate, bit_depth=depth)
         atomic_write_text(output.with_name(output.name + ".json"), json.dumps(record, indent=2) + "\n")
-    n = result.new_audio.shape[1]
-    typer.echo(
-        f"wrote {output} ({n / result.sample_rate:.2f} s at {result.sample_rate} Hz, seed {seed}) in {elapsed:.1f} s"
-    )
+    n = audio.shape[1]
+    typer.echo(f"wrote {output} ({n / sample_rate:.2f} s at {sample_rate} Hz, seed {seed}) in {elapsed:.1f} s")
 
 
 def _output_problem(output: Path) -> str | None:
@@ -397,14 +406,20 @@ def regen(
     ] = None,
     out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None, device: DeviceOpt = None,
     styles: StylesOpt = None, engine: EngineOpt = None, allow_large: AllowLargeOpt = False,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Forget earlier regen seeds and picks: back to the arrangement's seed.")
+    ] = False,
 ) -> None:  # fmt: skip
     """Regenerate one section (and only what depends on it), then re-assemble."""
     from composer.cli_render import run_render
 
+    if reset and seed is not None:
+        _err("compose regen: give --seed or --reset, not both")
+        raise typer.Exit(2)
     with _user_errors():
         settings = _settings(models, device, styles, engine)
         run_render(file, settings, out or settings.output_dir, takes=takes, regen=section, regen_seed=seed,
-                   allow_large=allow_large)  # fmt: skip
+                   reset=reset, allow_large=allow_large)  # fmt: skip
 
 
 @app.command()

@@ -30,7 +30,7 @@ class ProgressEvents:
             self.tasks[segment.id] = self.bars.add_task(f"  {segment.id}", total=segment.frames)
 
     def segment_progress(self, segment: Segment, done: int, total: int) -> None:
-        """Batched segments report once for the whole batch, under the batch's first segment."""
+        """Every segment of a batch has its own bar (the engine reports frames per segment)."""
         if self.bars is not None and segment.id in self.tasks:
             self.bars.update(self.tasks[segment.id], completed=done, total=total)
 

@@ -213,3 +213,18 @@ def test_generate_with_reference_engine(tiny_env: Path, tmp_path: Path) -> None:
     assert sha(fast) != sha(ref), "the engines sample from different random streams"
     bad = runner.invoke(app, [*base, "-o", str(ref), "--engine", "warp"])
     assert bad.exit_code == 2 and "--engine" in bad.output
+
+
+def test_generate_format_options(tiny_env: Path, tmp_path: Path) -> None:
+    out = tmp_path / "clip.wav"
+    args = ["generate", "--prompt", "p", "-d", "1", "-o", str(out), "--bit-depth", "24", "--sample-rate", "48000"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    info = sf.info(str(out))
+    assert info.samplerate == 48000 and info.subtype == "PCM_24" and info.frames == 48000
+    record = json.loads(sidecar(out).read_text())
+    assert record["sample_rate"] == 48000 and record["bit_depth"] == "24"
+    assert set(record["versions"]) == {"composer", "torch", "transformers"} and record["dtype"] == "float16"
+    flac = runner.invoke(app, ["generate", "--prompt", "p", "-d", "1", "-o", str(tmp_path / "c.flac"),
+                               "--bit-depth", "float"])  # fmt: skip
+    assert flac.exit_code == 2 and "--bit-depth float" in flac.output

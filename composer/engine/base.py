@@ -269,13 +269,17 @@ class EngineBase:
         return encode_audio(self.lm, (left + right) / 2, self.spec.sample_rate)
 
     def _take(self, plan: Planned, decode_chunk_s: float | None) -> Take:
+        import time
+
+        started = time.perf_counter()
         audio = decode_tokens(self.lm, plan.tokens, chunk_s=decode_chunk_s)
+        decode_seconds = time.perf_counter() - started
         if not np.isfinite(audio).all():  # fp16 overflow in the codec: never let NaN reach a file
             bad = int(np.size(audio) - np.isfinite(audio).sum())
             log.warning("decoded audio for %r had %d NaN/inf samples; set to silence", plan.request.text[:40], bad)
             audio = np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
         return Take(plan.tokens, plan.prompt_frames, audio, self.spec.sample_rate, self.spec.frame_rate,
-                    provenance=self.provenance())  # fmt: skip
+                    provenance=self.provenance() | {"decode_seconds": round(decode_seconds, 3)})  # fmt: skip
 
     def provenance(self) -> dict[str, Any]:
         """What made a take: model, revision, engine, device, dtype."""

@@ -76,6 +76,12 @@ def prepare(file: Path, settings: Settings, out_root: Path) -> tuple[Arrangement
             "rename one of the two files or render this one with another --out"
         )
     state.arrangement = this  # a folder remembers its arrangement (adopted when the old file is gone)
+    for section in arr.sections:  # an edit of the YAML seed after a regen wins over the regen's seed
+        name = section.name
+        if name in state.seeds and name in state.seed_from and state.seed_from[name] != section.seed:
+            log.warning("%s: its seed was edited in %s after `regen` chose one; the arrangement's seed is used",
+                        name, file.name)  # fmt: skip
+            del state.seeds[name], state.seed_from[name]
     return arr, styles, folder, state
 
 
@@ -139,6 +145,7 @@ def render(
     takes: int = 1,
     regen: str | None = None,
     regen_seed: int | None = None,
+    reset: bool = False,
     pick: tuple[str, int] | None = None,
     generate: bool = True,
     allow_large: bool = False,
@@ -153,6 +160,7 @@ def render(
         takes: number of takes per section (1 = just the picked one); with ``regen``, for that section only.
         regen: a section to regenerate with a new seed (``regen_seed`` or a random one).
         regen_seed: the new seed for ``regen``.
+        reset: with ``regen``: forget its earlier seed and take, back to the arrangement's seed.
         pick: (section, take) to use from now on.
         generate: False for export-stems: use cached segments only.
         allow_large: render even when a segment's model will not fit the GPU's free memory.
@@ -190,7 +198,12 @@ def render(
     extra_takes: dict[str, int] = {}
     if regen is not None:
         check_section(arr, regen, file)
-        state.seeds[regen] = regen_seed if regen_seed is not None else random.SystemRandom().randrange(2**31)
+        if reset:
+            state.seeds.pop(regen, None)
+            state.seed_from.pop(regen, None)
+        else:
+            state.seeds[regen] = regen_seed if regen_seed is not None else random.SystemRandom().randrange(2**31)
+            state.seed_from[regen] = next(s.seed for s in arr.sections if s.name == regen)
         state.takes.pop(regen, None)
         extra_takes = {regen: takes} if takes > 1 else {}
     elif takes > 1:

@@ -6,7 +6,7 @@ What a model needs (memory, decoding, out-of-memory detection) is the engine's b
 Order: segments whose inputs are ready are generated grouped by model (all stems of the loaded
 model, then the next model), and the previous model is released before the next loads, so a set of
 small stems and medium transitions fits a 10 GB card. Each finished segment goes to the cache at
-once: an interrupted render loses at most the segment in progress.
+once: an interrupted render loses at most the batch in progress (up to COMPOSER_BATCH segments).
 """
 
 from __future__ import annotations
@@ -125,16 +125,15 @@ def render_segments(
                 batch = phase[first : first + size]
                 for seg in batch:
                     events.segment_started(seg)
-                started = time.perf_counter()
                 results = _generate_with_retry(engine, batch, done, events)
-                seconds = time.perf_counter() - started
                 for seg, result in zip(batch, results, strict=True):
                     cache.store(result)
                     faults.reached("segment-stored")
                     done[seg.id] = result
                     stats.generated.append(seg.id)
-                    stats.seconds[seg.id] = seconds / len(batch)
-                    events.segment_finished(seg, seconds / len(batch), cached=False)
+                    seconds = float(result.provenance.get("seconds", 0.0))
+                    stats.seconds[seg.id] = seconds
+                    events.segment_finished(seg, seconds, cached=False)
                     pending.remove(seg)
     finally:
         if engine is not None:
@@ -187,10 +186,18 @@ def _generate(
     engine: Engine, batch: list[Segment], done: dict[str, Take], events: RenderEvents, decode_chunk_s: float = 10.0
 ) -> list[Take]:
     requests = [request_for(seg, done) for seg in batch]
-    takes = engine.generate(
-        requests, progress=lambda i, d, t: events.segment_progress(batch[i], d, t), decode_chunk_s=decode_chunk_s
-    )
-    for seg, take in zip(batch, takes, strict=True):
+    started = time.perf_counter()
+    tokens_done = [started] * len(batch)
+
+    def progress(i: int, frames: int, total: int) -> None:
+        events.segment_progress(batch[i], frames, total)
+        if frames >= total:
+            tokens_done[i] = time.perf_counter()
+
+    takes = engine.generate(requests, progress=progress, decode_chunk_s=decode_chunk_s)
+    for i, (seg, take) in enumerate(zip(batch, takes, strict=True)):
         take.key = seg.key
-        take.provenance |= {"segment": seg.id, "batch": [s.id for s in batch]}
+        # a segment's own time: until its last frame was sampled (its batch ran alongside), plus its decode
+        seconds = tokens_done[i] - started + float(take.provenance.get("decode_seconds", 0.0))
+        take.provenance |= {"segment": seg.id, "batch": [s.id for s in batch], "seconds": round(seconds, 3)}
     return takes

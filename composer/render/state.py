@@ -26,6 +26,7 @@ class State:
     seeds: dict[str, int] = field(default_factory=dict)
     takes: dict[str, int] = field(default_factory=dict)
     arrangement: str | None = None  # the arrangement file (resolved) this output folder belongs to
+    seed_from: dict[str, int | None] = field(default_factory=dict)  # a section's YAML seed when regen chose one
 
 
 def load_state(folder: Path) -> State:
@@ -46,7 +47,12 @@ def load_state(folder: Path) -> State:
         owner = data.get("arrangement")
         if owner is not None and not isinstance(owner, str):
             raise ValueError("arrangement must be a path")
-        return State(dict(seeds), dict(takes), owner)
+        seed_from = data.get("seed_from", {})
+        if not isinstance(seed_from, dict) or not all(
+            v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in seed_from.values()
+        ):
+            raise ValueError("seed_from must map sections to seeds or null")
+        return State(dict(seeds), dict(takes), owner, dict(seed_from))
     except (ValueError, AttributeError, TypeError, OverflowError) as exc:
         raise StateError(f"{path}: unreadable render state ({exc}); fix or delete it to start over") from None
 

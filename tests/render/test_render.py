@@ -309,3 +309,41 @@ def test_a_format_change_leaves_only_the_new_files(settings: Settings, tmp_path:
     files = sorted(p.relative_to(flac.folder).as_posix() for p in flac.folder.rglob("*") if p.is_file())
     assert "mix.flac" in files and not [f for f in files if f.endswith(".wav")], files
     assert 'FILE "mix.flac" WAVE' in (flac.folder / "markers.cue").read_text()
+
+
+def test_a_yaml_seed_edit_wins_over_a_regen_seed_and_reset_forgets(settings: Settings, tmp_path: Path) -> None:
+    song = tmp_path / "short.yaml"
+    song.write_text(SHORT.read_text())
+    out = tmp_path / "out"
+    first = render(song, settings, out)
+    regen = render(song, settings, out, regen="drive", regen_seed=4242)
+    assert regen.plan.segment("drive").seed == 4242
+    song.write_text(
+        SHORT.read_text().replace("    prompt: driving techno\n", "    prompt: driving techno\n    seed: 7\n")
+    )
+    edited = render(song, settings, out)
+    assert edited.plan.segment("drive").seed == 7, "the later YAML edit wins"
+    assert "drive" not in json.loads((out / "short" / "state.json").read_text())["seeds"]
+    song.write_text(SHORT.read_text())
+    render(song, settings, out, regen="drive", regen_seed=99)
+    back = render(song, settings, out, regen="drive", reset=True)
+    assert back.plan.segment("drive").seed == first.plan.segment("drive").seed
+    assert back.stats.generated == [], "the arrangement's own seed: everything is in the cache"
+
+
+def test_every_segment_of_a_batch_reports_its_own_progress(settings: Settings, tmp_path: Path) -> None:
+    from composer.render.run import NoEvents
+
+    seen: dict[str, list[tuple[int, int]]] = {}
+
+    class Spy(NoEvents):
+        def segment_progress(self, segment, done, total):  # type: ignore[no-untyped-def]
+            seen.setdefault(segment.id, []).append((done, total))
+
+    result = render(SHORT, settings, tmp_path, events=Spy())
+    batch = json.loads((tmp_path / "short" / "manifest.json").read_text())["segments"]
+    for seg in result.plan.segments:
+        reports = seen[seg.id]
+        assert reports[-1] == (seg.frames, seg.frames) and {t for _, t in reports} == {seg.frames}, seg.id
+        assert [d for d, _ in reports] == sorted(d for d, _ in reports)
+    assert all(s["generate_seconds"] > 0 for s in batch)
