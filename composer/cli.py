@@ -209,7 +209,7 @@ def generate(
     styles: StylesOpt = None,
     engine: EngineOpt = None,
 ) -> None:
-    """Generate one clip from a prompt or a style (the generate_fsdp.py workflow)."""
+    """Generate one clip from a prompt or a style (no arrangement: a quick sketch or a test)."""
     with _user_errors():
         _generate(**locals())
 

@@ -8,8 +8,11 @@ and add its own text, ``modifiers`` and ``exclude`` items; resolution walks the 
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +29,9 @@ class StyleFile(BaseModel):
     name: str = Field(pattern=NAME_PATTERN, description="Style name; must equal the file name without .yaml.")
     description: str = Field(min_length=1, max_length=300, description="One line for `compose styles list`.")
     family: str = Field("other", max_length=40, description="Genre family, for grouping in listings.")
-    extends: str | None = Field(None, description="Parent style whose text comes first.")
+    extends: str | None = Field(
+        None, pattern=NAME_PATTERN, description="Parent style (a name in the same folder) whose text comes first."
+    )
     prompt: str | None = Field(None, max_length=4000, description="The prompt paragraph (or addition to the parent).")
     modifiers: list[str] = Field(default_factory=list, description="Short phrases appended after the prompt.")
     exclude: list[str] = Field(default_factory=list, description="Things to leave out, rendered as 'No x, no y.'")
@@ -78,22 +83,35 @@ class StyleLibrary:
         if not folder.is_dir():
             raise StyleError(f"{folder}: style library folder not found (set COMPOSER_STYLES_DIR or --styles)")
         files: dict[str, tuple[StyleFile, Path]] = {}
+        data_of: dict[str, Any] = {}
         problems: list[Problem] = []
-        for path in sorted(folder.glob("*.y*ml")):
+        for path in sorted(p for pattern in ("*.yaml", "*.yml") for p in folder.glob(pattern)):
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):  # never read (or quote in an error) what a link points to
+                problems.append(Problem(str(path), None, "", "a symbolic link; copy the style file into the folder"))
+                continue
+            if not stat.S_ISREG(mode):
+                problems.append(Problem(str(path), None, "", "not a regular file; a style is a .yaml file"))
+                continue
             try:
-                data = read_yaml(path)
+                data = read_yaml(path, kind="style")
                 style = validate(data, StyleFile, str(path))
             except ArrangementError as exc:
                 problems += exc.problems
                 continue
             if style.name != path.stem:
                 problems += locate(data, str(path), [(("name",), f"must equal the file name {path.stem!r}")])
-            elif style.extends is not None and not (folder / f"{style.extends}.yaml").is_file():
-                problems += locate(data, str(path), [(("extends",), f"unknown style {style.extends!r}")])
+            elif style.name in files:
+                other = files[style.name][1].name
+                problems += locate(data, str(path), [(("name",), f"style {style.name!r} is also defined by {other}")])
             else:
                 files[style.name] = (style, path)
+                data_of[style.name] = data
+        for name, (style, path) in files.items():  # parents may be .yaml or .yml, but must be in the folder
+            if style.extends is not None and style.extends not in files:
+                problems += locate(data_of[name], str(path), [(("extends",), f"unknown style {style.extends!r}")])
         if problems:
-            raise ArrangementError(problems)
+            raise ArrangementError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
         return cls(folder, files)
 
     def _resolve(self, name: str, seen: tuple[str, ...]) -> Style:

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,45 @@ def test_root_without_prompt_refused(tmp_path: Path) -> None:
     write(tmp_path, "a", "modifiers: [x]\n")
     with pytest.raises(StyleError, match="needs a prompt"):
         StyleLibrary.load(tmp_path)
+
+
+def style(name: str, extends: str | None = None, prompt: str = "A prompt of several words.") -> str:
+    parent = f"extends: {extends}\n" if extends else ""
+    return f"name: {name}\ndescription: d\n{parent}prompt: {prompt}\n"
+
+
+@pytest.mark.parametrize("parent", ["../outside/evil", "/etc/passwd", "a/b"])
+def test_extends_must_name_a_style_in_the_folder(tmp_path: Path, parent: str) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "evil.yaml").write_text(style("evil"))  # exists: the old check let it through
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    (styles / "child.yaml").write_text(style("child", f'"{parent}"'))
+    with pytest.raises(ArrangementError) as info:
+        StyleLibrary.load(styles)
+    assert "child.yaml:3: extends:" in str(info.value) and "KeyError" not in str(info.value)
+
+
+def test_a_yml_parent_is_found_and_a_duplicate_name_refused(tmp_path: Path) -> None:
+    (tmp_path / "base.yml").write_text(style("base"))
+    (tmp_path / "child.yaml").write_text(style("child", "base", "More."))
+    assert StyleLibrary.load(tmp_path).get("child").chain == ("base", "child")
+    (tmp_path / "base.yaml").write_text(style("base", prompt="Another base."))
+    with pytest.raises(ArrangementError, match="style 'base' is also defined by base.yaml"):
+        StyleLibrary.load(tmp_path)
+
+
+def test_links_fifos_and_folders_are_refused_without_reading_them(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:$6$very-secret-hash:19000:0:99999:7:::\n")
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    (styles / "shadow.yaml").symlink_to(secret)
+    os.mkfifo(styles / "pipe.yaml")
+    (styles / "folder.yaml").mkdir()
+    with pytest.raises(ArrangementError) as info:
+        StyleLibrary.load(styles)
+    message = str(info.value)
+    assert "very-secret-hash" not in message and "shadow.yaml: a symbolic link" in message
+    assert "pipe.yaml: not a regular file" in message and "folder.yaml: not a regular file" in message
+    assert "arrangement" not in message

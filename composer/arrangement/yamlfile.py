@@ -23,7 +23,7 @@ M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: Path, kind: str = "arrangement") -> Any:
     """Parse a YAML file into ruamel's round-trip objects (which remember line numbers).
 
     Raises:
@@ -40,10 +40,10 @@ def read_yaml(path: Path) -> Any:
     if not path.exists():
         raise fail("no such file")
     if not path.is_file():
-        raise fail("not a file (a directory?); pass an arrangement .yaml file")
+        raise fail(f"not a file (a directory?); pass {'an' if kind[0] in 'aeiou' else 'a'} {kind} .yaml file")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise fail(f"file is {size} bytes; arrangements are limited to {MAX_FILE_BYTES} bytes")
+        raise fail(f"file is {size} bytes; {kind} files are limited to {MAX_FILE_BYTES} bytes")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
