@@ -234,9 +234,23 @@ def render(
         else:
             segments, stats = _from_cache(plan, cache, file)
         save_state(folder, state)
+        _mark_exporting(folder)  # until the new manifest is written, the journal says the outputs are mixed
         manifest = export_all(plan, arr, file, folder, segments, stats, state, settings, variants)
         remove_file(folder / "journal.json")  # the manifest now says it all
     return RenderResult(plan, folder, stats, manifest, time.perf_counter() - started)
+
+
+def _mark_exporting(folder: Path) -> None:
+    """Before export: the journal says every output may be stale, and the old manifest goes.
+
+    A render killed while writing the mix, stems and markers leaves files of two renders side by
+    side; the journal (and the missing manifest) say so until the same command is run again.
+    """
+    record = {"status": "exporting", "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "stale": "the mix, stems, markers and picture may be partly from the previous render: "
+                       "run the same command again to finish"}  # fmt: skip
+    atomic_write_text(folder / "journal.json", json.dumps(record, indent=2) + "\n")
+    remove_file(folder / "manifest.json")
 
 
 class Journal:

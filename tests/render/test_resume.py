@@ -69,7 +69,7 @@ def test_killed_render_resumes_identically(
         assert digest(out / "short" / "stems" / "raw" / stem.name) == digest(stem)
 
 
-def test_an_interrupted_regen_keeps_its_seed(tiny_cache: Path, reference: Path, tmp_path: Path) -> None:
+def test_an_interrupted_regen_keeps_its_seed(tiny_cache: Path, tmp_path: Path) -> None:
     """regen without --seed picks one at random: it is in state.json before anything is generated."""
     env = tiny_process_env(tiny_cache)
     out = tmp_path / "out"
@@ -82,3 +82,23 @@ def test_an_interrupted_regen_keeps_its_seed(tiny_cache: Path, reference: Path, 
     manifest = json.loads((out / "short" / "manifest.json").read_text())
     drive = next(s for s in manifest["segments"] if s["id"] == "drive")
     assert drive["seed"] == seed and drive["cache_hit"], "the regenerated stem was kept, not made again"
+
+
+def test_a_render_killed_while_exporting_says_its_outputs_are_stale(tiny_cache: Path, tmp_path: Path) -> None:
+    """Re-rendering at a new loudness, killed after the new mix: no old manifest beside it, the journal says so."""
+    env = tiny_process_env(tiny_cache)
+    song = tmp_path / "short.yaml"
+    song.write_text(SHORT.read_text())
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "composer", "render", str(song), "--out", str(out)]
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    song.write_text(SHORT.read_text().replace("target_lufs: -16", "target_lufs: -20"))
+    # all segments are cached: the writes are state.json, journal.json, then the mix: kill right after it
+    killed = subprocess.run(cmd, env=env | {"COMPOSER_FAULT_AT": "file-written#3:KILL"}, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    folder = out / "short"
+    assert not (folder / "manifest.json").exists(), "an old manifest must not describe the new mix"
+    assert json.loads((folder / "journal.json").read_text())["status"] == "exporting"
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    assert not (folder / "journal.json").exists()
+    assert json.loads((folder / "manifest.json").read_text())["loudness"]["target_lufs"] == -20
