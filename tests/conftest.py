@@ -71,3 +71,11 @@ def tiny_small_fp32(tiny_cache: Path):  # type: ignore[no-untyped-def]
     env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
            "HF_HUB_OFFLINE": "1", "COMPOSER_CPU_DTYPE": "float32"}  # fmt: skip
     return load_model("small", load_settings(env=env))
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_cache: Path) -> Settings:
+    """Settings for in-process renders with the tiny models (the shipped style library, CPU, offline)."""
+    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
+           "HF_HUB_OFFLINE": "1", "COMPOSER_STYLES_DIR": str(STYLES)}  # fmt: skip
+    return load_settings(env=env)

@@ -14,18 +14,11 @@ import numpy as np
 import pytest
 
 from composer.render.pipeline import render
-from composer.settings import Settings, load_settings
+from composer.settings import Settings
 from tests.conftest import REPO
 
 SHORT = REPO / "tests" / "data" / "short.yaml"
 Parts = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def settings(tiny_cache: Path) -> Settings:
-    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
-           "HF_HUB_OFFLINE": "1", "COMPOSER_STYLES_DIR": str(REPO / "styles")}  # fmt: skip
-    return load_settings(env=env)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from composer.cli import app
 from composer.errors import EngineError
 from composer.render.pipeline import DiskFullError, render
-from composer.settings import Settings, load_settings
+from composer.settings import Settings
 from tests.conftest import REPO
 
 SHORT = REPO / "tests" / "data" / "short.yaml"
@@ -30,13 +30,6 @@ runner = CliRunner()
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def settings(tiny_cache: Path) -> Settings:
-    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
-           "HF_HUB_OFFLINE": "1", "COMPOSER_STYLES_DIR": str(REPO / "styles")}  # fmt: skip
-    return load_settings(env=env)
 
 
 @pytest.fixture(scope="module")

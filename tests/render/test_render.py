@@ -13,7 +13,7 @@ import soundfile as sf
 
 from composer.assembly.loudness import integrated_lufs
 from composer.render.pipeline import NotRenderedError, RenderResult, render
-from composer.settings import Settings, load_settings
+from composer.settings import Settings
 from tests.meters import true_peak_db
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -26,13 +26,6 @@ def sha(path: Path) -> str:
 
 def hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def settings(tiny_cache: Path) -> Settings:
-    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
-           "HF_HUB_OFFLINE": "1", "COMPOSER_STYLES_DIR": str(DATA.parent.parent / "styles")}  # fmt: skip
-    return load_settings(env=env)
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,11 @@ from typer.testing import CliRunner
 
 from composer.cli import app
 from composer.render.pipeline import render
-from composer.settings import Settings, load_settings
+from composer.settings import Settings
 from tests.conftest import REPO
 
 SHORT = REPO / "tests" / "data" / "short.yaml"
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def settings(tiny_cache: Path) -> Settings:
-    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
-           "HF_HUB_OFFLINE": "1", "COMPOSER_STYLES_DIR": str(REPO / "styles")}  # fmt: skip
-    return load_settings(env=env)
 
 
 def test_a_symlinked_lock_is_not_followed(tiny_env: Path, tmp_path: Path) -> None:
