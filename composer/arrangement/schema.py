@@ -176,6 +176,8 @@ class Arrangement(_Strict):
     output: Output = Field(default_factory=Output, description="Output format.")
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults, description="Stem defaults.")
     transitions: TransitionDefaults = Field(default_factory=TransitionDefaults, description="Transition defaults.")
+    fade_in_s: float = Field(0.01, ge=0.0, le=30.0, description="Fade-in at the start of the track, s (no click).")
+    fade_out_s: float = Field(1.0, ge=0.0, le=60.0, description="Fade-out at the end of the track, s.")
     sections: list[Section] = Field(min_length=1, description="The sections, in order.")
 
     def bars_to_s(self, bars: float) -> float:

@@ -81,8 +81,10 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
     for i, place in enumerate(placements):
         seg = plan.segment(place.segment)
         cached = segments[seg.id]
-        # the whole decode (prompt re-decode included), so the seam region is treated alike on both sides
-        full = highpass(resample(cached.audio, cached.sample_rate, rate), rate)
+        # the whole decode (prompt re-decode included), so the seam region is treated alike on both sides.
+        # DC goes first, at the model's rate: resampling a signal with an offset makes a step at its
+        # end (the resampler sees zeros beyond it), which became the loudest 20 ms of a mix.
+        full = resample(highpass(cached.audio, cached.sample_rate), cached.sample_rate, rate)
         if full.shape[0] < channels:  # a mono segment in a stereo mix: the same signal on both sides,
             full = np.repeat(full, channels, axis=0)  # measured as it will sound (BS.1770 sums channels)
         hop_start = cached.prompt_frames * cached.hop * rate // cached.sample_rate
@@ -119,7 +121,19 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
                 envelope[audio.shape[1] - n_out :] *= fade_curves(n_out, curve_out)[0]
         tracks.append(Track(seg.id, start, (audio * envelope).astype(np.float32), measured, gains))
     length = max(t.start + t.audio.shape[1] for t in tracks)
+    _fade_track_ends(tracks, length, int(round(arr.fade_in_s * rate)), int(round(arr.fade_out_s * rate)))
     return Assembly(rate, length, tracks)
+
+
+def _fade_track_ends(tracks: list[Track], length: int, fade_in: int, fade_out: int) -> None:
+    """The track's fade-in and fade-out, applied to every segment where it lies (stems still sum to the mix)."""
+    envelope = np.ones(length, np.float32)
+    if fade_in:
+        envelope[: min(fade_in, length)] = fade_curves(fade_in, "equal_power")[1][:length]
+    if fade_out:
+        envelope[max(0, length - fade_out) :] *= fade_curves(fade_out, "equal_power")[0][-length:]
+    for track in tracks:
+        track.audio = (track.audio * envelope[track.start : track.start + track.audio.shape[1]]).astype(np.float32)
 
 
 def _measure(audio: np.ndarray, rate: int, name: str) -> float | None:

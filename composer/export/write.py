@@ -14,7 +14,7 @@ from composer import __version__
 from composer.arrangement import Arrangement
 from composer.assembly.loudness import integrated_lufs, short_term_lufs
 from composer.assembly.mix import STEM_HEADROOM_DB, aligned_stem, assemble, master
-from composer.audio.dsp import resample
+from composer.audio.dsp import highpass, resample
 from composer.audio.io import write_audio
 from composer.engine.types import Take
 from composer.export.markers import audacity_labels, cue_sheet
@@ -52,7 +52,8 @@ def export_all(
 
     def write_raw(path: Path, cached: Take) -> None:
         """A segment as generated (continuation prompt trimmed), at the output rate."""
-        write(path, _clipped(resample(cached.new_audio, cached.sample_rate, out.sample_rate), path.name))
+        dc_free = highpass(cached.new_audio, cached.sample_rate)  # as in the mix: generated audio can carry DC
+        write(path, _clipped(resample(dc_free, cached.sample_rate, out.sample_rate), path.name))
 
     mix_name = f"mix.{ext}"
     write(folder / mix_name, mastered.audio)
