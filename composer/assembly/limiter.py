@@ -21,11 +21,11 @@ def _oversampled_peaks(audio: np.ndarray) -> np.ndarray:
     import soxr
 
     n = audio.shape[1]
-    up = soxr.resample(np.ascontiguousarray(audio.T, dtype=np.float32), 1, OVERSAMPLE, quality="HQ")
-    up = np.abs(up.reshape(up.shape[0], -1))
-    peaks = up[:, 0].copy()
-    for channel in range(1, up.shape[1]):  # elementwise maxima: numpy reduces short inner axes slowly
-        np.maximum(peaks, up[:, channel], out=peaks)
+    peaks: np.ndarray | None = None
+    for channel in audio:  # one contiguous channel at a time: no strided copies of the 4x signal
+        up = np.abs(soxr.resample(np.ascontiguousarray(channel, dtype=np.float32), 1, OVERSAMPLE, quality="HQ"))
+        peaks = up if peaks is None else np.maximum(peaks, up[: peaks.shape[0]], out=peaks[: up.shape[0]])
+    assert peaks is not None
     if peaks.shape[0] < n * OVERSAMPLE:
         peaks = np.pad(peaks, (0, n * OVERSAMPLE - peaks.shape[0]))
     grouped = np.abs(audio[0]).astype(np.float32)
