@@ -1,21 +1,42 @@
-"""timeline.png: waveform, section boundaries and names, short-term loudness."""
+"""timeline.png: waveform, section boundaries and names, short-term loudness against its target,
+and a time axis in seconds and bars."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from composer.fsutil import atomic_path
 from composer.plan import Plan
 
-WIDTH, HEIGHT = 1600, 420
+WIDTH, HEIGHT = 1600, 470
 WAVE_TOP, WAVE_BOTTOM = 60, 300
 LOUD_TOP, LOUD_BOTTOM = 310, 400
+AXIS_TOP = 404  # seconds below the line, bars above it
 LUFS_RANGE = (-40.0, 0.0)
+TARGET_COLOUR = (40, 140, 60)
+PALETTE = [(222, 235, 247), (229, 245, 224), (254, 237, 222), (239, 237, 245), (255, 247, 188)]
 
 
-def draw_timeline(path: Path, plan: Plan, audio: np.ndarray, sample_rate: int, loudness: np.ndarray) -> None:
+def nice_step(span: float, ticks: int = 12) -> float:
+    """A round tick spacing (1, 2 or 5 times a power of ten) giving about ``ticks`` ticks over ``span``."""
+    raw = max(span / ticks, 1e-9)
+    power = 10 ** np.floor(np.log10(raw))
+    return float(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
+
+
+def draw_timeline(
+    path: Path,
+    plan: Plan,
+    audio: np.ndarray,
+    sample_rate: int,
+    loudness: np.ndarray,
+    target_lufs: float | None = None,
+    bpm: float | None = None,
+    beats_per_bar: int = 4,
+) -> None:
     """Draw the picture and write it atomically.
 
     Args:
@@ -24,6 +45,8 @@ def draw_timeline(path: Path, plan: Plan, audio: np.ndarray, sample_rate: int, l
         audio: the final mix (channels, samples).
         sample_rate: of ``audio``.
         loudness: (2, n) array of times (s) and short-term LUFS (NaN where undefined).
+        target_lufs: drawn as a line in the loudness panel.
+        bpm, beats_per_bar: for the bar numbers on the time axis.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -35,12 +58,13 @@ def draw_timeline(path: Path, plan: Plan, audio: np.ndarray, sample_rate: int, l
     def x_of(seconds: float) -> int:
         return int(round(seconds / length_s * (WIDTH - 1)))
 
-    palette = [(222, 235, 247), (229, 245, 224), (254, 237, 222), (239, 237, 245), (255, 247, 188)]
-    for i, place in enumerate(plan.timeline):
+    stems = 0  # sections counted on their own: neighbours never share a colour, with or without transitions
+    for place in plan.timeline:
         seg = plan.segment(place.segment)
         x0, x1 = x_of(place.start_s), x_of(place.end_s)
         if seg.kind == "stem":
-            draw.rectangle([x0, WAVE_TOP, x1, WAVE_BOTTOM], fill=palette[i // 2 % len(palette)])
+            draw.rectangle([x0, WAVE_TOP, x1, WAVE_BOTTOM], fill=PALETTE[stems % len(PALETTE)])
+            stems += 1
             draw.text((x0 + 4, 8), seg.id, fill=(20, 20, 20), font=font)
             draw.text((x0 + 4, 24), f"{place.start_s:.1f} s", fill=(90, 90, 90), font=font)
         else:
@@ -64,9 +88,32 @@ def draw_timeline(path: Path, plan: Plan, audio: np.ndarray, sample_rate: int, l
         if np.isfinite(value):
             y = LOUD_BOTTOM - (min(max(value, lo), hi) - lo) / (hi - lo) * (LOUD_BOTTOM - LOUD_TOP)
             points.append((x_of(float(t)), float(y)))
+    if target_lufs is not None and lo <= target_lufs <= hi:
+        y = int(round(LOUD_BOTTOM - (target_lufs - lo) / (hi - lo) * (LOUD_BOTTOM - LOUD_TOP)))
+        for x in range(0, WIDTH, 12):  # dashed
+            draw.line([x, y, min(x + 7, WIDTH - 1), y], fill=TARGET_COLOUR)
+        draw.text((WIDTH - 130, y - 12), f"target {target_lufs:g} LUFS", fill=TARGET_COLOUR, font=font)
     if len(points) > 1:
         draw.line(points, fill=(200, 40, 40), width=2)
     draw.text((4, LOUD_TOP + 2), f"short-term loudness, {lo:.0f}..{hi:.0f} LUFS", fill=(200, 40, 40), font=font)
+    _time_axis(draw, font, length_s, x_of, bpm, beats_per_bar)
     draw.text((4, HEIGHT - 16), f"{plan.title}: {length_s:.1f} s", fill=(20, 20, 20), font=font)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+def _time_axis(draw: Any, font: Any, length_s: float, x_of: Any, bpm: float | None, beats_per_bar: int) -> None:
+    """Seconds (ticks down, labels below) and, given a tempo, bar numbers (ticks up, labels above)."""
+    draw.line([0, AXIS_TOP, WIDTH - 1, AXIS_TOP], fill=(60, 60, 60))
+    step = nice_step(length_s)
+    for k in range(int(length_s / step) + 1):
+        x = x_of(k * step)
+        draw.line([x, AXIS_TOP, x, AXIS_TOP + 8], fill=(60, 60, 60))
+        draw.text((x + 2, AXIS_TOP + 9), f"{k * step:g} s", fill=(60, 60, 60), font=font)
+    if bpm:
+        bar_s = 60.0 / bpm * beats_per_bar
+        every = max(1, int(nice_step(length_s / bar_s)))
+        for bar in range(0, int(length_s / bar_s) + 1, every):
+            x = x_of(bar * bar_s)
+            draw.line([x, AXIS_TOP - 5, x, AXIS_TOP], fill=(150, 90, 20))
+            draw.text((x + 2, AXIS_TOP + 24), f"bar {bar + 1}", fill=(150, 90, 20), font=font)

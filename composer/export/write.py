@@ -86,7 +86,8 @@ def export_all(
     loudness = short_term_lufs(mastered.audio, mastered.sample_rate)
     atomic_write_text(folder / "markers.txt", audacity_labels(plan))
     atomic_write_text(folder / "markers.cue", cue_sheet(plan, mix_name))
-    draw_timeline(folder / "timeline.png", plan, mastered.audio, mastered.sample_rate, loudness)
+    draw_timeline(folder / "timeline.png", plan, mastered.audio, mastered.sample_rate, loudness,
+                  target_lufs=arr.loudness.target_lufs, bpm=arr.bpm, beats_per_bar=arr.beats_per_bar)  # fmt: skip
 
     manifest = _manifest(plan, arr, file, assembly, mastered, segments, stats, state, settings, files, takes_written)
     atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
