@@ -54,7 +54,7 @@ def test_outputs_exist(first: RenderResult) -> None:
     from PIL import Image
 
     with Image.open(folder / "timeline.png") as image:
-        assert image.size == (1600, 420)
+        assert image.size == (1600, 470)
     assert not list(folder.rglob("*.tmp")), "no temp files left behind"
 
 
