@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -25,6 +26,7 @@ from composer.engine.codec import DECODE_CHUNK_S, channel_codes, decode_tokens, 
 from composer.engine.types import ModelSpec, ProgressFn, Request, Take
 from composer.engine.windows import Window, plan_windows
 from composer.errors import EngineError
+from composer.settings import ENGINES
 
 if TYPE_CHECKING:
     from composer.engine.models import LoadedModel
@@ -48,7 +50,6 @@ class MemoryNeed:
     kv_cache: int  # self-attention keys/values for the batch
     cross: int  # cross-attention keys/values for the batch
     decode: int  # one EnCodec decode chunk
-    breakdown: dict[str, int] = field(default_factory=dict)
 
     @property
     def working(self) -> int:
@@ -89,8 +90,8 @@ def open_engine(name: str, model: str, settings: Settings) -> Engine:
     """
     from composer.engine.models import load_model
 
-    if name not in ENGINE_NAMES:
-        raise EngineError(f"unknown engine {name!r}; use {' or '.join(ENGINE_NAMES)}")
+    if name not in ENGINES:  # before loading weights
+        raise EngineError(f"unknown engine {name!r}; use {' or '.join(ENGINES)}")
     return wrap(name, load_model(model, settings), settings.step_mode)
 
 
@@ -104,17 +105,7 @@ def wrap(name: str, lm: LoadedModel, step_mode: str = "auto") -> Engine:
         from composer.engine.reference import TransformersEngine
 
         return TransformersEngine(lm)
-    raise EngineError(f"unknown engine {name!r}; use {' or '.join(ENGINE_NAMES)}")
-
-
-ENGINE_NAMES = ("fast", "transformers")
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for torch's out-of-memory error (CUDA or another accelerator), by type."""
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError)
+    raise EngineError(f"unknown engine {name!r}; use {' or '.join(ENGINES)}")
 
 
 def derive_window_seed(seed: int, window: int) -> int:
@@ -169,7 +160,7 @@ class EngineBase:
         kv = 2 * spec.layers * rows * positions * spec.hidden * itemsize
         cross = 2 * spec.layers * len(requests) * 256 * spec.hidden * itemsize  # long style prompts: ~256 tokens
         decode = int(DECODE_CHUNK_BYTES_PER_S * (DECODE_CHUNK_S + 4.0))  # stereo: channels decoded in turn
-        return MemoryNeed(self.lm.weight_bytes(), kv, cross, decode, {"rows": rows, "positions": positions})
+        return MemoryNeed(self.lm.weight_bytes(), kv, cross, decode)
 
     def max_batch(self, requests: list[Request], limit: int) -> int:
         """How many of ``requests`` to run at once: ``limit``, fewer when the GPU's free memory says so."""
@@ -269,8 +260,6 @@ class EngineBase:
         return encode_audio(self.lm, (left + right) / 2, self.spec.sample_rate)
 
     def _take(self, plan: Planned, decode_chunk_s: float | None) -> Take:
-        import time
-
         started = time.perf_counter()
         audio = decode_tokens(self.lm, plan.tokens, chunk_s=decode_chunk_s)
         decode_seconds = time.perf_counter() - started

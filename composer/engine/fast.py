@@ -13,12 +13,11 @@ import numpy as np
 from composer.engine.base import EngineBase, Planned, derive_window_seed
 from composer.engine.types import ProgressFn
 from composer.errors import EngineError
+from composer.settings import STEP_MODES
 
 if TYPE_CHECKING:
     from composer.engine.fastloop import FastDecoder, StepMode
     from composer.engine.models import LoadedModel
-
-STEP_MODES = ("auto", "eager", "graph", "compile")
 
 
 class FastEngine(EngineBase):

@@ -166,18 +166,18 @@ class FastDecoder:
         model = lm.model
         decoder = model.decoder.model.decoder
         config = model.decoder.config
-        self.k = int(config.num_codebooks)
+        spec = lm.spec  # the checkpoint's facts, read once from its config
+        self.k = spec.codebooks
         # stereo checkpoints interleave left/right codebooks; each channel has its own delay pattern
-        channels = int(getattr(config, "audio_channels", 1) or 1)
-        self.delays = [c // channels for c in range(self.k)]
-        self.max_delay = self.k // channels - 1
-        self.vocab = int(config.vocab_size)
-        self.pad = int(config.pad_token_id) if config.pad_token_id is not None else self.vocab
+        self.delays = [c // spec.channels for c in range(self.k)]
+        self.max_delay = self.k // spec.channels - 1
+        self.vocab = spec.vocab
+        self.pad = spec.pad
         self.device = lm.device
         self.dtype = next(decoder.parameters()).dtype
         self.layers = decoder.layers
-        self.heads = int(config.num_attention_heads)
-        self.dim = int(config.hidden_size)
+        self.heads = spec.heads
+        self.dim = spec.hidden
         self.head_dim = self.dim // self.heads
         self.final_norm = decoder.layer_norm
         self.positions = decoder.embed_positions.weights
@@ -186,8 +186,8 @@ class FastDecoder:
         cross_size = getattr(config, "cross_attention_hidden_size", None)
         self.project = model.enc_to_dec_proj if projected and cross_size is None else None
         # melody models prepend [chroma, text] to the codes instead of cross-attending to the text
-        self.prefixed = lm.spec.kind == "melody"
-        self.chroma_length = lm.spec.chroma_length
+        self.prefixed = spec.kind == "melody"
+        self.chroma_length = spec.chroma_length
         self.audio_project = getattr(model, "audio_enc_to_dec_proj", None)
         self._workspaces: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.compiled: Callable[[StepState], None] | None = None  # set by compile_step
@@ -518,11 +518,8 @@ class FastDecoder:
         """
         import torch
 
-        self.compiled = torch.compile(self._static_step, fullgraph=True, **options)
+        self.compiled = torch.compile(self.step, fullgraph=True, **options)  # window None: the whole bucket
         return self.compiled
-
-    def _static_step(self, state: StepState) -> None:
-        self.step(state)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         rows, seq, _ = x.shape

@@ -183,7 +183,7 @@ def render(
         from composer.engine.models import pick_device
 
         pick_device(settings.device)  # "cuda" without CUDA fails here, before anything is written
-    if generate:  # before planning: cache keys include each model's revision. Only the models the
+        # before planning: cache keys include each model's revision. Only the models the
         # plan uses (an arrangement without generated transitions never needs the transition model)
         draft = build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
         if not allow_large:  # before any download: a model that cannot fit the GPU is refused

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from composer import faults
+from composer.engine.codec import DECODE_CHUNK_S
 from composer.engine.types import Request, Take
 from composer.errors import EngineError
 from composer.plan import Segment
@@ -120,12 +121,14 @@ def render_segments(
                 engine = opener(settings.engine, ready[0].model, settings)
             phase = [s for s in ready if s.repo_id == engine.lm.repo_id]
             events.phase(engine.lm.repo_id, phase)
-            size = engine.max_batch([request_for(s, done) for s in phase], settings.batch_size)
+            # built once per phase (a melody reference is read once): every prompt is ready by now
+            requests = {s.id: request_for(s, done) for s in phase}
+            size = engine.max_batch(list(requests.values()), settings.batch_size)
             for first in range(0, len(phase), size):
                 batch = phase[first : first + size]
                 for seg in batch:
                     events.segment_started(seg)
-                results = _generate_with_retry(engine, batch, done, events)
+                results = _generate_with_retry(engine, batch, requests, events)
                 for seg, result in zip(batch, results, strict=True):
                     cache.store(result)
                     faults.reached("segment-stored")
@@ -159,21 +162,21 @@ def request_for(seg: Segment, done: dict[str, Take]) -> Request:
 
 
 def _generate_with_retry(
-    engine: Engine, batch: list[Segment], done: dict[str, Take], events: RenderEvents
+    engine: Engine, batch: list[Segment], requests: dict[str, Request], events: RenderEvents
 ) -> list[Take]:
     """Generate a batch; on out-of-memory, free memory and retry one segment at a time."""
     from composer.engine.base import OutOfMemory
     from composer.engine.models import free_device_memory
 
     try:
-        return _generate(engine, batch, done, events)
+        return _generate(engine, batch, requests, events)
     except OutOfMemory:
         log.warning("out of memory with %d segment(s); freeing memory and retrying one at a time", len(batch))
         free_device_memory()
     results = []
     for seg in batch:
         try:
-            results += _generate(engine, [seg], done, events, decode_chunk_s=5.0)
+            results += _generate(engine, [seg], requests, events, decode_chunk_s=DECODE_CHUNK_S / 2)
         except OutOfMemory as again:
             raise EngineError(
                 f"{seg.id}: out of GPU memory generating {seg.duration_s:g} s with {seg.repo_id}; "
@@ -183,9 +186,12 @@ def _generate_with_retry(
 
 
 def _generate(
-    engine: Engine, batch: list[Segment], done: dict[str, Take], events: RenderEvents, decode_chunk_s: float = 10.0
+    engine: Engine,
+    batch: list[Segment],
+    requests: dict[str, Request],
+    events: RenderEvents,
+    decode_chunk_s: float = DECODE_CHUNK_S,
 ) -> list[Take]:
-    requests = [request_for(seg, done) for seg in batch]
     started = time.perf_counter()
     tokens_done = [started] * len(batch)
 
@@ -194,7 +200,7 @@ def _generate(
         if frames >= total:
             tokens_done[i] = time.perf_counter()
 
-    takes = engine.generate(requests, progress=progress, decode_chunk_s=decode_chunk_s)
+    takes = engine.generate([requests[s.id] for s in batch], progress=progress, decode_chunk_s=decode_chunk_s)
     for i, (seg, take) in enumerate(zip(batch, takes, strict=True)):
         take.key = seg.key
         # a segment's own time: until its last frame was sampled (its batch ran alongside), plus its decode
