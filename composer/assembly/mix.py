@@ -14,7 +14,7 @@ import numpy as np
 
 from composer.arrangement.schema import Arrangement
 from composer.assembly.crossfade import Curve, fade_curves
-from composer.assembly.limiter import limit
+from composer.assembly.limiter import limit, oversampled_peaks
 from composer.assembly.loudness import db_to_gain, integrated_lufs
 from composer.audio.dsp import highpass, resample
 from composer.engine.types import Take
@@ -151,9 +151,11 @@ def master(mix: np.ndarray, rate: int, target_lufs: float, ceiling_dbtp: float, 
     """
     measured = integrated_lufs(mix, rate)
     gain_db = 0.0 if measured is None else float(np.clip(target_lufs - measured, -40.0, 40.0))
+    peaks = oversampled_peaks(mix) if mix.shape[1] else None  # measured once: they scale with the gain
     best: Master | None = None
     for _ in range(iterations):
-        limited, gain, peak = limit((mix * db_to_gain(gain_db)).astype(np.float32), rate, ceiling_dbtp)
+        scale = np.float32(db_to_gain(gain_db))
+        limited, gain, peak = limit(mix * scale, rate, ceiling_dbtp, peaks=None if peaks is None else peaks * scale)
         final = integrated_lufs(limited, rate)
         reduction = float(-20 * np.log10(max(float(gain.min()), 1e-9))) if gain.size else 0.0
         best = Master(limited, rate, gain_db, final, peak, reduction)

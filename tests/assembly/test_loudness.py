@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from composer.assembly.limiter import limit, true_peak_db
+from composer.assembly.limiter import REACH, limit, oversampled_peaks, true_peak_db
 from composer.assembly.loudness import integrated_lufs, short_term_lufs
 from tests.meters import true_peak_db as independent_true_peak_db
 
@@ -18,6 +18,44 @@ def sine(freq: float, dbfs: float, seconds: float, rate: int, channels: int = 1)
 def test_1k_sine_at_minus_23_dbfs_reads_minus_23_lufs_stereo(rate: int) -> None:
     # EBU Tech 3341 case 1: stereo 1 kHz sine at -23 dBFS per channel -> -23 LUFS
     assert integrated_lufs(sine(1000, -23, 20, rate, channels=2), rate) == pytest.approx(-23.0, abs=0.1)
+
+
+def tones(*parts: tuple[float, float], rate: int = 48000) -> np.ndarray:
+    """Stereo 1 kHz tone in (dBFS, seconds) stretches, as EBU Tech 3341's test sequences are built."""
+    return np.concatenate(
+        [sine(1000, db, s, rate, 2) if db > -200 else np.zeros((2, int(s * rate)), np.float32) for db, s in parts],
+        axis=1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "parts"),
+    [
+        (2, [(-33, 20)]),  # I = -33 LUFS
+        (3, [(-36, 10), (-23, 60), (-36, 10)]),  # relative gate removes the quiet parts
+        (4, [(-72, 10), (-36, 10), (-23, 60), (-36, 10), (-72, 10)]),  # absolute and relative gates
+        (5, [(-26, 20.1), (-20, 20.0), (-26, 20.1)]),  # nothing gated: the power mean
+    ],
+)
+def test_tech_3341_gating_cases(case: int, parts: list[tuple[float, float]]) -> None:
+    expected = -33.0 if case == 2 else -23.0
+    assert integrated_lufs(tones(*parts), 48000) == pytest.approx(expected, abs=0.1)
+
+
+@pytest.mark.parametrize("rate", [32000, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_integrated_loudness_agrees_with_pyloudnorm(rate: int, channels: int) -> None:
+    """composer's block integration against pyloudnorm's own meter (an independent implementation)."""
+    import pyloudnorm
+
+    rng = np.random.default_rng(rate * channels)
+    x = rng.standard_normal((channels, int(13.37 * rate))).astype(np.float32) * 0.1
+    x[:, : 3 * rate] *= 0.05  # quiet enough for the relative gate
+    x[:, 5 * rate : 6 * rate] = 0.0  # silence for the absolute gate
+    x[:, 8 * rate :] *= np.linspace(0.2, 1.5, x.shape[1] - 8 * rate, dtype=np.float32)
+    ours = integrated_lufs(x, rate)
+    reference = pyloudnorm.Meter(rate).integrated_loudness(x.T if channels > 1 else x[0])
+    assert ours == pytest.approx(reference, abs=0.01)
 
 
 def test_mono_sine_reads_three_lu_lower() -> None:
@@ -89,3 +127,65 @@ def test_true_peak_sees_intersample_peaks() -> None:
     assert np.abs(x).max() == pytest.approx(0.7071, abs=1e-3)
     assert true_peak_db(x) == pytest.approx(0.0, abs=0.3)
     assert independent_true_peak_db(x) == pytest.approx(true_peak_db(x), abs=0.3)
+
+
+def tech_3341_true_peak_signal(fraction: int, phase_deg: float, amplitude: float, rate: int = 48000) -> np.ndarray:
+    """A sine at fs/``fraction`` with the given sample phase: its samples miss its peak (Tech 3341 cases 15-19).
+
+    One second, with 20 ms raised-cosine ends: a sine switched on at full level is not band-limited
+    and its interpolation rings over the peak at the switch (+0.7 dB for case 18), which is the
+    meter measuring the edge, not the tone.
+    """
+    n = np.arange(rate)
+    x = amplitude * np.sin(2 * np.pi * n / fraction + np.deg2rad(phase_deg))
+    ramp = int(0.02 * rate)
+    edge = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
+    x[:ramp] *= edge
+    x[-ramp:] *= edge[::-1]
+    return x[None].repeat(2, 0).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("case", "fraction", "phase", "amplitude", "expected"),
+    [
+        (15, 4, 0.0, 0.5, -6.0),
+        (16, 4, 45.0, 0.5, -6.0),
+        (17, 6, 60.0, 0.5, -6.0),
+        (18, 8, 67.5, 0.5, -6.0),
+        (19, 4, 45.0, 1.41, 3.0),
+    ],
+)
+def test_tech_3341_true_peak_cases(case: int, fraction: int, phase: float, amplitude: float, expected: float) -> None:
+    """Both meters read each case within Tech 3341's +0.2/-0.4 dB, and the limiter holds it under -1 dBTP."""
+    x = tech_3341_true_peak_signal(fraction, phase, amplitude)
+    for meter in (true_peak_db, independent_true_peak_db):
+        assert expected - 0.4 <= meter(x) <= expected + 0.2, (case, meter.__module__)
+    assert 20 * np.log10(np.abs(x).max()) < expected - 0.4 or case == 15, "the samples alone read low"
+    out, _, _ = limit(x, 48000, -1.0)
+    assert independent_true_peak_db(out) <= -1.0 + 1e-3
+
+
+def test_peaks_measured_in_stretches_equal_the_whole_measurement() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 20 * 48000)).astype(np.float32) * 0.2
+    base = oversampled_peaks(x)
+    changed = x.copy()
+    stretches = [(48000, 52000), (300000, 300100), (len(x[0]) - 500, len(x[0]))]
+    affected = []
+    for start, stop in stretches:
+        changed[:, start:stop] *= np.linspace(1.0, 0.3, stop - start, dtype=np.float32)
+        affected.append((max(0, start - REACH), min(x.shape[1], stop + REACH)))
+    assert np.allclose(oversampled_peaks(changed, affected, base), oversampled_peaks(changed), atol=1e-5)
+
+
+def test_limiter_gain_is_the_same_in_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Smoothing the gain in pieces on threads (long mixes) gives the whole signal's numbers."""
+    import composer.assembly.limiter as limiter
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4 * 48000)).astype(np.float32) * 0.3
+    x[:, 20000:90000] *= 3.0
+    whole = limit(x, 48000, -1.0)
+    monkeypatch.setattr(limiter, "PIECE", 7001)  # many pieces, boundaries inside reductions
+    pieces = limit(x, 48000, -1.0)
+    assert np.array_equal(whole[1], pieces[1]) and np.array_equal(whole[0], pieces[0])
