@@ -38,7 +38,7 @@ class ProgressEvents:
         if self.bars is not None and segment.id in self.tasks:
             self.bars.remove_task(self.tasks.pop(segment.id))
         if not cached:
-            self.console.print(f"  generated {segment.id} ({segment.duration_s:g} s) in {seconds:.1f} s")
+            self.console.print(f"  generated {segment.id} ({segment.duration_s:.2f} s) in {seconds:.1f} s")
 
     def finished(self) -> None:
         self.console.print("assembling, mastering and writing files")
@@ -68,7 +68,7 @@ def print_plan(plan: Plan, settings: Settings, device: str) -> None:
         total_time += est.seconds or 0.0
         peak_vram = max(peak_vram, est.vram_gb or 0.0)
         table.add_row(
-            str(i), seg.id, seg.kind, seg.model, f"{seg.duration_s:g}",
+            str(i), seg.id, seg.kind, seg.model, f"{seg.duration_s:.2f}",
             f"{seg.prompt_from} ({seg.prompt_s:g} s)" if seg.prompt_from else "",
             f"{place.start_s:7.2f}–{place.end_s:7.2f}",
             "-" if est.seconds is None else f"{est.seconds:.0f} s" + ("" if est.measured else " (formula)"),

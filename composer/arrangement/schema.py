@@ -12,7 +12,7 @@ import difflib
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from composer.engine.catalog import (
     COMFORTABLE_S,
@@ -128,7 +128,12 @@ class Section(_Strict):
     style: str | None = Field(None, description="A style from the style library (compose styles list).")
     prompt: str | None = Field(None, max_length=4000, description="Prompt text; used alone or after the style.")
     extra: str | None = Field(None, max_length=2000, description="Extra text appended to the style/prompt.")
-    duration_s: float = Field(gt=0.0, description="Length of the section's stem, seconds.")
+    duration_s: float = Field(
+        gt=0.0, description="Length of the section's stem, seconds (or give duration_bars instead)."
+    )
+    duration_bars: int | None = Field(
+        None, ge=1, le=256, description="Length in bars at the arrangement's bpm; puts the track on the bar grid."
+    )
     model: str | None = Field(None, description="Model override for this stem.")
     seed: int | None = Field(None, ge=0, lt=2**31, description="Seed override (default: derived from the track seed).")
     generation: Sampling = Field(default_factory=Sampling, description="Sampling overrides for this stem.")
@@ -176,9 +181,44 @@ class Arrangement(_Strict):
     output: Output = Field(default_factory=Output, description="Output format.")
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults, description="Stem defaults.")
     transitions: TransitionDefaults = Field(default_factory=TransitionDefaults, description="Transition defaults.")
+    grid: Literal["auto", "bars", "seconds"] = Field(
+        "auto",
+        description="bars: every section, transition and crossfade is a whole number of bars and starts on a bar "
+        "line; seconds: lengths as written; auto: bars when any section gives duration_bars.",
+    )
     fade_in_s: float = Field(0.01, ge=0.0, le=30.0, description="Fade-in at the start of the track, s (no click).")
     fade_out_s: float = Field(1.0, ge=0.0, le=60.0, description="Fade-out at the end of the track, s.")
     sections: list[Section] = Field(min_length=1, description="The sections, in order.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bars_to_seconds(cls, data: Any) -> Any:
+        """A section given in bars gets its seconds from the tempo (before validation, so every later
+        step reads duration_s); a section giving both is checked in ``semantic_problems``."""
+        if not isinstance(data, dict) or not isinstance(data.get("sections"), list):
+            return data
+        bpm, beats = data.get("bpm"), data.get("beats_per_bar", 4)
+        if not _positive_number(bpm) or not _positive_number(beats):
+            return data
+        sections = []
+        for sec in data["sections"]:
+            bars = sec.get("duration_bars") if isinstance(sec, dict) else None
+            if _positive_number(bars) and "duration_s" not in sec:
+                sec = {**sec, "duration_s": bars * beats * 60.0 / bpm}
+            sections.append(sec)
+        return {**data, "sections": sections}
+
+    @property
+    def on_bars(self) -> bool:
+        """Is the track laid on the bar grid (``grid: bars``, or ``auto`` with a section in bars)?"""
+        if self.grid == "auto":
+            return any(s.duration_bars is not None for s in self.sections)
+        return self.grid == "bars"
+
+    @property
+    def bar_s(self) -> float:
+        """One bar at this tempo, seconds."""
+        return self.beats_per_bar * 60.0 / self.bpm
 
     def bars_to_s(self, bars: float) -> float:
         """Length of ``bars`` bars at this arrangement's tempo, seconds."""
@@ -197,6 +237,10 @@ class Arrangement(_Strict):
 
 
 Path_ = tuple[str | int, ...]
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
 def _crossfade_problems(spec: Crossfade, path: Path_) -> list[tuple[Path_, str]]:
@@ -264,6 +308,9 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
             if info is not None and not info.melody:
                 problems.append((at + ("melody",), f"model {info.alias!r} does not take a melody; use model: melody, "
                                  "stereo-melody or stereo-melody-large for this section"))  # fmt: skip
+        if sec.duration_bars is not None and abs(sec.duration_s - (in_s := arr.bars_to_s(sec.duration_bars))) > 1e-6:
+            problems.append((at + ("duration_bars",), "give duration_s or duration_bars, not both "
+                             f"({sec.duration_bars} bars at {arr.bpm:g} bpm are {in_s:.3f} s)"))  # fmt: skip
         limit = LONG_FORM_MAX_S if sec.allow_long else COMFORTABLE_S
         if sec.duration_s > limit:
             hint = (

@@ -97,22 +97,27 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
             end_target = targets[order[order.index(seg.section) + 1]]
         gains = (0.0, 0.0) if measured is None else (start_target - measured, end_target - measured)
 
-        overlap_in = int(round(place.crossfade_s * rate))
+        # every boundary in samples from the placements' seconds, rounded once: the mix, the stems, the
+        # markers and the manifest agree to the sample
+        first, last = _sample(place.start_s, rate), _sample(place.end_s, rate)
         curve_in: Curve = "linear" if place.join == "seam" else "equal_power"
         if place.join == "seam":  # extend back over the re-decoded prompt, which mirrors the previous tail
-            overlap_in = min(overlap_in, hop_start)
+            overlap_in = min(_sample(place.crossfade_s, rate), hop_start)
             audio = full[:, hop_start - overlap_in :]
-            start = int(round(place.start_s * rate)) - overlap_in
-        else:
+            start = first - overlap_in
+        else:  # a crossfade: from this start to the previous segment's end
+            overlap_in = _sample(placements[i - 1].end_s, rate) - first if i else 0
             audio = new
-            start = int(round(place.start_s * rate))
-        audio = audio.astype(np.float64)
+            start = first
+        if audio.shape[1] < last - start:  # never expected (frames cover the length): pad rather than misplace
+            audio = np.pad(audio, ((0, 0), (0, last - start - audio.shape[1])))
+        audio = audio[:, : last - start].astype(np.float64)  # the frame grid's extra few ms go
         envelope = db_to_gain(np.linspace(gains[0], gains[1], audio.shape[1]))
         if overlap_in:
             envelope[:overlap_in] *= fade_curves(overlap_in, curve_in)[1]
         if i + 1 < len(placements):
             nxt = placements[i + 1]
-            n_out = int(round(nxt.crossfade_s * rate))
+            n_out = last - _sample(nxt.start_s, rate) if nxt.join == "crossfade" else _sample(nxt.crossfade_s, rate)
             if nxt.join == "seam":
                 nxt_cached = segments[nxt.segment]
                 n_out = min(n_out, nxt_cached.prompt_frames * nxt_cached.hop * rate // nxt_cached.sample_rate)
@@ -123,6 +128,11 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
     length = max(t.start + t.audio.shape[1] for t in tracks)
     _fade_track_ends(tracks, length, int(round(arr.fade_in_s * rate)), int(round(arr.fade_out_s * rate)))
     return Assembly(rate, length, tracks)
+
+
+def _sample(seconds: float, rate: int) -> int:
+    """A time on the timeline as a sample index (the one rounding every boundary goes through)."""
+    return int(round(seconds * rate))
 
 
 def _fade_track_ends(tracks: list[Track], length: int, fade_in: int, fade_out: int) -> None:

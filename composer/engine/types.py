@@ -8,6 +8,7 @@ engine needs, read from its config.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,5 +99,5 @@ class ModelSpec:
         return self.sample_rate // self.frame_rate
 
     def frames(self, duration_s: float) -> int:
-        """Frames for a duration, at least one."""
-        return max(1, round(duration_s * self.frame_rate))
+        """Frames for a duration, at least one: enough to cover it (assembly trims to the sample)."""
+        return max(1, math.ceil(duration_s * self.frame_rate - 1e-6))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -86,6 +87,32 @@ class Plan:
         raise KeyError(segment_id)
 
 
+def frames_for(duration_s: float) -> int:
+    """Frames generated for a duration: enough to cover it (assembly trims the audio to the sample)."""
+    return max(1, math.ceil(duration_s * FRAME_RATE_HZ - 1e-6))
+
+
+class Grid:
+    """Lengths on the bar grid (``grid: bars``): whole bars, with a warning where one was rounded."""
+
+    def __init__(self, arr: Arrangement):
+        self.arr = arr
+        self.on = arr.on_bars
+        self.warnings: list[str] = []
+
+    def length(self, seconds: float, what: str, minimum: int = 1) -> float:
+        """``seconds`` as whole bars on the grid (at least ``minimum``), else unchanged."""
+        if not self.on:
+            return seconds
+        bars = max(minimum, round(seconds / self.arr.bar_s))
+        if abs(bars * self.arr.bar_s - seconds) > 1e-3:
+            self.warnings.append(
+                f"{what}: {seconds:g} s is {seconds / self.arr.bar_s:.2f} bars at {self.arr.bpm:g} bpm; "
+                f"on the bar grid it is {bars} bar{'s' if bars != 1 else ''} ({bars * self.arr.bar_s:.3f} s)"
+            )
+        return bars * self.arr.bar_s
+
+
 def derive_seed(base: int, *parts: object) -> int:
     """A stable 31-bit seed from a base seed and labels (independent of Python's hash seed)."""
     digest = hashlib.sha256(json.dumps([base, *parts]).encode()).digest()
@@ -141,6 +168,7 @@ def build_plan(
 
     seeds = seeds or {}
     takes = takes or {}
+    grid = Grid(arr)
     segments: list[Segment] = []
     texts = [section_text(arr, s, styles) for s in arr.sections]
     gen = arr.generation
@@ -186,7 +214,7 @@ def build_plan(
                     top_p=o.top_p if o.top_p is not None else gen.top_p,
                     temperature=o.temperature if o.temperature is not None else gen.temperature,
                 ),
-                duration_s=sec.duration_s, frames=round(sec.duration_s * FRAME_RATE_HZ),
+                duration_s=(length := grid.length(sec.duration_s, sec.name)), frames=frames_for(length),
                 window_s=gen.window_s, stride_s=gen.stride_s,
                 prompt_from=prompt_from, prompt_s=arr.transitions.prompt_s if prompt_from else 0.0,
                 melody=melody, melody_sha256=melody_sha256,
@@ -197,7 +225,7 @@ def build_plan(
             nxt = arr.sections[i + 1]
             t_model = (spec.model if spec and spec.model else None) or arr.transitions.model
             t_repo, t_rev = model_fields(t_model)
-            duration = transition_duration_s(arr, i)
+            duration = grid.length(transition_duration_s(arr, i), f"{sec.name}--{nxt.name}")
             extra = f" {spec.prompt.strip()}" if spec and spec.prompt else ""
             add(
                 Segment(
@@ -205,16 +233,16 @@ def build_plan(
                     repo_id=t_repo, revision=t_rev, text=f"{texts[i + 1]} {TRANSITION_TEXT}{extra}",
                     seed=derive_seed(arr.seed, "transition", sec.name, nxt.name), take=0,
                     sampling=Sampling(gen.cfg, gen.top_k, gen.top_p, gen.temperature),
-                    duration_s=duration, frames=round(duration * FRAME_RATE_HZ),
+                    duration_s=duration, frames=frames_for(duration),
                     window_s=gen.window_s, stride_s=gen.stride_s, prompt_from=sec.name,
                     prompt_s=(spec.prompt_s if spec and spec.prompt_s else None) or arr.transitions.prompt_s,
                 )
             )  # fmt: skip
-    timeline, problems = _place(arr, segments, file)
+    timeline, problems = _place(arr, segments, file, grid)
     if problems:
         raise ArrangementError(problems)
     length = timeline[-1].end_s
-    warnings = []
+    warnings = list(dict.fromkeys(grid.warnings))
     if not 90.0 <= length <= 180.0:
         warnings.append(f"the track is {length:.1f} s long; composer aims for 90-180 s")
     for seg in segments:
@@ -228,23 +256,39 @@ def _segment(segments: list[Segment], segment_id: str) -> Segment:
     return next(s for s in segments if s.id == segment_id)
 
 
-def _place(arr: Arrangement, segments: list[Segment], file: str) -> tuple[list[Placement], list[Problem]]:
-    """Lay segments end to end: seams where one continues the other, crossfades elsewhere."""
+def _place(arr: Arrangement, segments: list[Segment], file: str, grid: Grid) -> tuple[list[Placement], list[Problem]]:
+    """Lay segments end to end: seams where one continues the other, crossfades elsewhere.
+
+    A segment ends at its nominal length (its audio, a little longer on the 20 ms frame grid, is
+    trimmed there), except before a seam: the continuation picks up where the tokens end. On the bar
+    grid every crossfade is whole bars, so every start lands on a bar line; a seam may sit up to one
+    frame (20 ms) after one, and what follows it is back on the grid.
+    """
     timeline: list[Placement] = []
     problems: list[Problem] = []
     section_index = {s.name: i for i, s in enumerate(arr.sections)}
+    seamed = {seg.prompt_from for i, seg in enumerate(segments) if i and seg.prompt_from == segments[i - 1].id}
+    nominal_end = 0.0  # where the previous segment ends musically (before a seam: its last token)
+
+    def end_of(seg: Segment, start: float, nominal_start: float) -> float:
+        if seg.id in seamed:
+            return start + seg.frames / FRAME_RATE_HZ
+        return nominal_start + seg.duration_s
+
     for seg in segments:
         if not timeline:
-            timeline.append(Placement(seg.id, 0.0, seg.duration_s, "start", 0.0))
+            timeline.append(Placement(seg.id, 0.0, end_of(seg, 0.0, 0.0), "start", 0.0))
+            nominal_end = seg.duration_s
             continue
         prev = timeline[-1]
         if seg.prompt_from == prev.segment:  # continuation: the new audio starts where the prompt ended
             start, join, overlap = prev.end_s, "seam", min(SEAM_S, seg.duration_s, prev.end_s - prev.start_s)
+            nominal_start = nominal_end if grid.on else start
         else:
             owner = arr.sections[section_index[_segment(segments, prev.segment).section]]
-            overlap = arr.crossfade_s(owner.transition)
+            overlap = grid.length(arr.crossfade_s(owner.transition), f"crossfade into {seg.id}", minimum=0)
             shortest = min(seg.duration_s, prev.end_s - prev.start_s)
-            if overlap > shortest:
+            if overlap > shortest + 1e-9:
                 field_path = f"sections[{section_index[owner.name]}].transition" if owner.transition else "transitions"
                 problems.append(
                     Problem(
@@ -255,5 +299,8 @@ def _place(arr: Arrangement, segments: list[Segment], file: str) -> tuple[list[P
                 )  # fmt: skip
                 overlap = shortest
             start, join = prev.end_s - overlap, "crossfade"
-        timeline.append(Placement(seg.id, start, start + seg.duration_s, join, overlap))  # type: ignore[arg-type]
+            nominal_start = start
+        end = end_of(seg, start, nominal_start)
+        nominal_end = nominal_start + seg.duration_s
+        timeline.append(Placement(seg.id, start, end, join, overlap))  # type: ignore[arg-type]
     return timeline, problems
