@@ -167,15 +167,27 @@ def styles_list(styles: StylesOpt = None) -> None:
 
 
 @styles_app.command("show")
-def styles_show(name: Annotated[str, typer.Argument(help="Style name.")], styles: StylesOpt = None) -> None:
-    """Print a style's full prompt text (inheritance resolved)."""
+def styles_show(
+    name: Annotated[str, typer.Argument(help="Style name.")],
+    bpm: Annotated[
+        float | None, typer.Option(min=20.0, max=300.0, help="Fill in this tempo, as a render would.")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Fill in this key, e.g. 'A minor'.", show_default=False)] = None,
+    styles: StylesOpt = None,
+) -> None:
+    """Print a style's prompt (inheritance resolved): as written, or with --bpm/--key as a render sends it."""
     from composer.styles import StyleLibrary
 
     with _user_errors():
         style = StyleLibrary.load(_settings(styles=styles).styles_dir).get(name)
         typer.echo(f"# {style.name} [{style.family}]: {style.description}")
-        typer.echo(f"# chain: {' -> '.join(style.chain)}")
-        typer.echo(style.text)
+        typer.echo(
+            f"# chain: {' -> '.join(style.chain)}" + ("; tempo: free (names no tempo)" if style.free_tempo else "")
+        )
+        if bpm is None and key is None:
+            typer.echo(style.text)
+        else:
+            typer.echo(style.render(bpm if bpm is not None else 120.0, key))
 
 
 @app.command()
@@ -184,6 +196,11 @@ def generate(
     duration: Annotated[float, typer.Option("--duration", "-d", help="Seconds of audio.", show_default=False)],
     prompt: Annotated[str | None, typer.Option(help="Prompt text.", show_default=False)] = None,
     style: Annotated[str | None, typer.Option(help="Style from the library.", show_default=False)] = None,
+    bpm: Annotated[
+        float | None,
+        typer.Option(min=20.0, max=300.0, help="Tempo for the prompt (a style's default: 120).", show_default=False),
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Key for the prompt, e.g. 'A minor'.", show_default=False)] = None,
     model: Annotated[str, typer.Option(help="small, medium, large or a hub repo id.")] = "small",
     seed: Annotated[
         int | None, typer.Option(min=0, max=2**31 - 1, help="Seed (default: random, printed).", show_default=False)
@@ -215,7 +232,8 @@ def generate(
 
 
 def _generate(
-    output: Path, duration: float, prompt: str | None, style: str | None, model: str, seed: int | None,
+    output: Path, duration: float, prompt: str | None, style: str | None, bpm: float | None, key: str | None,
+    model: str, seed: int | None,
     cfg: float, top_k: int, top_p: float, temperature: float, continue_from: Path | None,
     prompt_seconds: float, melody: Path | None, allow_long: bool, bit_depth: str, sample_rate: int,
     models: str | None, device: str | None, styles: Path | None, engine: str | None,
@@ -251,10 +269,15 @@ def _generate(
         raise typer.Exit(2)
     settings = _settings(models, device, styles, engine)
     text = prompt
-    if style is not None:
+    if style is not None:  # the style as a render sends it: its tempo and key filled in
         from composer.styles import StyleLibrary
 
-        text = StyleLibrary.load(settings.styles_dir).get(style).text
+        text = StyleLibrary.load(settings.styles_dir).get(style).render(bpm if bpm is not None else 120.0, key)
+    elif bpm is not None or key is not None:
+        from composer.plan.prompt import compose
+
+        assert prompt is not None
+        text = compose([prompt], bpm, key) if bpm is not None else compose([prompt], 0.0, key, free_tempo=True)
     assert text is not None
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
 

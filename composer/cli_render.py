@@ -103,6 +103,9 @@ def print_plan(plan: Plan, settings: Settings, device: str) -> None:
         warnings.append(problem)
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}")
+    console.print("\nprompts (tempo and key from the arrangement, as MusicGen reads them):")
+    for seg in plan.segments:
+        console.print(f"[bold]{seg.id}[/]: {seg.text}", markup=True, soft_wrap=False)
 
 
 def run_render(file: Path, settings: Settings, out_root: Path, **kwargs: Any) -> None:

@@ -1,8 +1,10 @@
 """The style library: long, reusable MusicGen prompts kept as YAML files in ``styles/``.
 
-A style is a paragraph written the way experienced MusicGen users write prompts (tempo/feel,
-genre and sub-genre, instrumentation, mood, what to leave out). A style may ``extends`` another
-and add its own text, ``modifiers`` and ``exclude`` items; resolution walks the chain root-first.
+A style is written the way experienced MusicGen users write prompts, in parts: ``genre``, ``feel``
+(tempo and rhythm, with ``{bpm}`` where the tempo goes), ``instruments``, ``mood``, ``mix``, then free
+``prompt`` text, ``modifiers`` and what to ``exclude``. A style may ``extends`` another: each part it
+gives *replaces* the parent's (a beatless drone's ``feel`` becomes a slow pulse), its ``prompt`` and
+``modifiers`` are added after the parent's, and its ``exclude`` items join the parent's.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import difflib
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,9 +35,24 @@ class StyleFile(BaseModel):
     extends: str | None = Field(
         None, pattern=NAME_PATTERN, description="Parent style (a name in the same folder) whose text comes first."
     )
-    prompt: str | None = Field(None, max_length=4000, description="The prompt paragraph (or addition to the parent).")
+    tempo: Literal["pulse", "free"] | None = Field(
+        None,
+        description="pulse: the prompt names the arrangement's tempo; free: no tempo at all (beatless). "
+        "Inherited; default pulse.",
+    )
+    genre: str | None = Field(None, max_length=1000, description="Genre and tradition (replaces the parent's).")
+    feel: str | None = Field(
+        None, max_length=1000, description="Tempo and rhythm; write {bpm} where the tempo goes (replaces the parent's)."
+    )
+    instruments: str | None = Field(None, max_length=2000, description="Instrumentation (replaces the parent's).")
+    mood: str | None = Field(None, max_length=1000, description="Mood and character (replaces the parent's).")
+    mix: str | None = Field(None, max_length=1000, description="Sound and mix (replaces the parent's).")
+    prompt: str | None = Field(None, max_length=4000, description="Free text after the parts (added to the parent's).")
     modifiers: list[str] = Field(default_factory=list, description="Short phrases appended after the prompt.")
     exclude: list[str] = Field(default_factory=list, description="Things to leave out, rendered as 'No x, no y.'")
+
+
+PARTS = ("genre", "feel", "instruments", "mood", "mix")
 
 
 @dataclass(frozen=True)
@@ -45,21 +63,39 @@ class Style:
     description: str
     family: str
     chain: tuple[str, ...]  # root first, this style last
-    body: tuple[str, ...]
+    parts: dict[str, str]  # genre, feel, instruments, mood, mix: the nearest style's in the chain
+    body: tuple[str, ...]  # free prompt text, root first
     modifiers: tuple[str, ...]
     exclude: tuple[str, ...]
     path: Path
+    free_tempo: bool = False
+
+    def sentences(self, then: Sequence[str] = ()) -> list[str]:
+        """The style's pieces in prompt order, placeholders unfilled (see :mod:`composer.plan.prompt`).
+
+        ``then``: more text (a section's prompt and extra) to go after the style's own words and before
+        its modifiers and exclusions, which close the prompt.
+        """
+        pieces = [self.parts[p] for p in PARTS if self.parts.get(p)]
+        pieces += [p for p in (*self.body, *then) if p and p.strip()]
+        if self.modifiers:
+            pieces.append(", ".join(m.strip() for m in self.modifiers).rstrip("."))
+        if self.exclude:
+            pieces.append("No " + ", no ".join(e.strip() for e in self.exclude))
+        return pieces
+
+    def render(self, bpm: float, key: str | None) -> str:
+        """The style's prompt for a tempo and key (what `compose styles show --bpm --key` prints)."""
+        from composer.plan.prompt import compose
+
+        return compose(self.sentences(), bpm, key, self.free_tempo)
 
     @property
     def text(self) -> str:
-        """The full prompt text."""
-        parts = [" ".join(p.strip() for p in self.body if p.strip())]
-        if self.modifiers:
-            phrase = ", ".join(m.strip() for m in self.modifiers).rstrip(".")
-            parts.append(phrase[:1].upper() + phrase[1:] + ".")
-        if self.exclude:
-            parts.append("No " + ", no ".join(e.strip() for e in self.exclude) + ".")
-        return " ".join(p for p in parts if p)
+        """The prompt text with placeholders as written (no tempo or key filled in)."""
+        from composer.plan.prompt import sentence
+
+        return " ".join(sentence(p) for p in self.sentences())
 
 
 class StyleLibrary:
@@ -120,26 +156,24 @@ class StyleLibrary:
         if name in seen:
             raise StyleError(f"{self._files[name][1]}: extends: style inheritance loops: {' -> '.join(seen + (name,))}")
         spec, path = self._files[name]
+        own_parts = {p: getattr(spec, p) for p in PARTS if getattr(spec, p)}
         if spec.extends is None:
-            if not spec.prompt:
-                raise StyleError(f"{path}: prompt: a style without 'extends' needs a prompt")
-            parent_body: tuple[str, ...] = ()
-            parent_mods: tuple[str, ...] = ()
-            parent_excl: tuple[str, ...] = ()
-            chain: tuple[str, ...] = ()
+            if not spec.prompt and not own_parts:
+                raise StyleError(f"{path}: prompt: a style without 'extends' needs a prompt or parts (genre, feel...)")
+            parent = Style(name, "", "", (), {}, (), (), (), path)
         else:
             parent = self._resolve(spec.extends, seen + (name,))
-            parent_body, parent_mods, parent_excl, chain = parent.body, parent.modifiers, parent.exclude, parent.chain
-        exclude = tuple(dict.fromkeys(parent_excl + tuple(spec.exclude)))
         return Style(
             name=name,
             description=spec.description,
             family=spec.family,
-            chain=chain + (name,),
-            body=parent_body + ((spec.prompt,) if spec.prompt else ()),
-            modifiers=parent_mods + tuple(spec.modifiers),
-            exclude=exclude,
+            chain=parent.chain + (name,),
+            parts=parent.parts | own_parts,
+            body=parent.body + ((spec.prompt,) if spec.prompt else ()),
+            modifiers=parent.modifiers + tuple(spec.modifiers),
+            exclude=tuple(dict.fromkeys(parent.exclude + tuple(spec.exclude))),
             path=path,
+            free_tempo=spec.tempo == "free" if spec.tempo is not None else parent.free_tempo,
         )
 
     def names(self) -> list[str]:

@@ -61,6 +61,7 @@ def test_generate_writes_requested_length_and_is_repeatable(tiny_env: Path, tmp_
     record = json.loads(sidecar(out).read_text())
     assert record["seed"] == 42 and record["model"] == "composer-tiny/musicgen-small"
     assert record["style"] == "industrial-ebm" and "Electronic Body Music" in record["prompt"]
+    assert "at 120 BPM" in record["prompt"] and "{bpm}" not in record["prompt"], "a style's tempo is filled in"
     assert record["sampling"] == {"cfg": 3.0, "top_k": 250, "top_p": 0.0, "temperature": 1.0}
     first = sha(out)
     again = runner.invoke(app, args)

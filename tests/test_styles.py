@@ -20,12 +20,13 @@ def test_library_has_required_breadth() -> None:
         assert "No " in text, f"{name} says nothing about what to leave out"
 
 
-def test_every_root_style_gives_tempo() -> None:
+def test_every_style_leaves_the_tempo_to_the_arrangement() -> None:
+    """A pulsed style says where the tempo goes ({bpm}) and names none of its own; a free one names none."""
     lib = StyleLibrary.load(STYLES)
     for name in lib.names():
         style = lib.get(name)
-        if lib.get(style.chain[0]).family not in ("ambient", "experimental", "utility"):
-            assert "BPM" in style.text, name
+        assert "BPM" not in style.text.upper().replace("{BPM}", ""), name
+        assert ("{bpm}" in style.text) != style.free_tempo, name
 
 
 def write(folder: Path, name: str, body: str) -> None:
@@ -113,3 +114,16 @@ def test_links_fifos_and_folders_are_refused_without_reading_them(tmp_path: Path
     assert "very-secret-hash" not in message and "shadow.yaml: a symbolic link" in message
     assert "pipe.yaml: not a regular file" in message and "folder.yaml: not a regular file" in message
     assert "arrangement" not in message
+
+
+def test_a_child_replaces_a_part_and_keeps_the_rest(tmp_path: Path) -> None:
+    write(
+        tmp_path, "drone", "tempo: free\ngenre: beatless drone\nfeel: no pulse at all\nmood: vast\nexclude: [drums]\n"
+    )
+    write(tmp_path, "pads", "extends: drone\ntempo: pulse\nfeel: a slow pulse at {bpm}\nprompt: plus pads\n")
+    lib = StyleLibrary.load(tmp_path)
+    assert lib.get("pads").render(70, "D major") == (
+        "Beatless drone. A slow pulse at 70 BPM. Vast. Plus pads. No drums. In D major."
+    )
+    assert lib.get("drone").render(70, None) == "Beatless drone. No pulse at all. Vast. No drums."
+    assert lib.get("drone").free_tempo and not lib.get("pads").free_tempo

@@ -38,9 +38,12 @@ def load_arrangement(path: Path, styles: StyleLibrary | None = None) -> Arrangem
         raise ArrangementError(sorted(schema.problems + more, key=lambda p: p.line or 0)) from None
     issues = semantic_problems(arrangement)
     if styles is not None:
+        named: list[tuple[Loc, str | None]] = [(("transitions", "style"), arrangement.transitions.style)]
         for i, section in enumerate(arrangement.sections):
-            if section.style is not None and section.style not in styles:
-                issues.append((("sections", i, "style"), styles.unknown_message(section.style)))
+            named.append((("sections", i, "style"), section.style))
+            if section.transition is not None:
+                named.append((("sections", i, "transition", "style"), section.transition.style))
+        issues += [(at, styles.unknown_message(name)) for at, name in named if name is not None and name not in styles]
     for i, section in enumerate(arrangement.sections):
         if section.melody is not None and (problem := melody_problem(path, section.melody)):
             issues.append((("sections", i, "melody"), problem))
@@ -71,6 +74,10 @@ def melody_problem(arrangement: Path, melody: str) -> str | None:
 def _raw_reference_problems(path: Path, data: Any, styles: StyleLibrary | None) -> list[tuple[Loc, str]]:
     """Unknown models and styles and bad melody paths, read off the YAML when the schema check failed."""
     problems = raw_reference_problems(data)
+    defaults = data.get("transitions") if isinstance(data, dict) else None
+    style = defaults.get("style") if isinstance(defaults, dict) else None
+    if styles is not None and isinstance(style, str) and style not in styles:
+        problems.append((("transitions", "style"), styles.unknown_message(style)))
     sections = data.get("sections") if isinstance(data, dict) else None
     for i, sec in enumerate(sections if isinstance(sections, list) else []):
         if not isinstance(sec, dict):
@@ -78,6 +85,10 @@ def _raw_reference_problems(path: Path, data: Any, styles: StyleLibrary | None) 
         style = sec.get("style")
         if styles is not None and isinstance(style, str) and style not in styles:
             problems.append((("sections", i, "style"), styles.unknown_message(style)))
+        transition = sec.get("transition")
+        style = transition.get("style") if isinstance(transition, dict) else None
+        if styles is not None and isinstance(style, str) and style not in styles:
+            problems.append((("sections", i, "transition", "style"), styles.unknown_message(style)))
         melody = sec.get("melody")
         if isinstance(melody, str) and melody and (problem := melody_problem(path, melody)):
             problems.append((("sections", i, "melody"), problem))

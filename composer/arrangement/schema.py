@@ -103,6 +103,9 @@ class TransitionDefaults(Crossfade):
     """Defaults for the generated transition at every section boundary."""
 
     model: str = Field("medium", description="Model for transitions: small, medium, large or a repo id.")
+    style: str | None = Field(
+        None, description="A style for every transition (e.g. riser-transition); default: the next section's words."
+    )
     duration_s: float = Field(30.0, gt=0.0, le=WINDOW_S, description="Length of each transition, s.")
     prompt_s: float = Field(
         10.0, gt=0.0, le=20.0, description="Seconds of the previous section's tail used as continuation prompt."
@@ -116,6 +119,7 @@ class TransitionSpec(Crossfade):
         "generated", description="generated: a MusicGen continuation; crossfade: no transition segment."
     )
     model: str | None = Field(None, description="Model for this transition.")
+    style: str | None = Field(None, description="A style for this transition (overrides transitions.style).")
     duration_s: float | None = Field(None, gt=0.0, le=WINDOW_S, description="Length of this transition, s.")
     prompt_s: float | None = Field(None, gt=0.0, le=20.0, description="Continuation prompt length, s.")
     prompt: str | None = Field(None, max_length=2000, description="Extra text for the transition's prompt.")
@@ -185,6 +189,11 @@ class Arrangement(_Strict):
         "auto",
         description="bars: every section, transition and crossfade is a whole number of bars and starts on a bar "
         "line; seconds: lengths as written; auto: bars when any section gives duration_bars.",
+    )
+    align_beats: bool = Field(
+        True,
+        description="Shift each segment (by at most half a bar) so its first downbeat lands on a bar line of the "
+        "track; beatless audio is left as it is.",
     )
     fade_in_s: float = Field(0.01, ge=0.0, le=30.0, description="Fade-in at the start of the track, s (no click).")
     fade_out_s: float = Field(1.0, ge=0.0, le=60.0, description="Fade-out at the end of the track, s.")

@@ -8,17 +8,18 @@ mix is the sum of the tracks; the tracks themselves are the DAW-aligned stems.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from composer.arrangement.schema import Arrangement
+from composer.assembly.beats import Alignment, align
 from composer.assembly.crossfade import Curve, fade_curves
 from composer.assembly.limiter import limit, oversampled_peaks
 from composer.assembly.loudness import db_to_gain, integrated_lufs
 from composer.audio.dsp import highpass, resample
 from composer.engine.types import Take
-from composer.plan import Plan
+from composer.plan import Placement, Plan
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class Assembly:
     sample_rate: int
     length: int  # samples
     tracks: list[Track]
+    placements: list[Placement] = field(default_factory=list)  # where each segment really landed (after alignment)
+    alignment: Alignment | None = None
 
     @property
     def channels(self) -> int:
@@ -77,8 +80,10 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
     targets = {name: arr.loudness.target_lufs + sections[name].loudness_offset_lu for name in order}
     placements = plan.timeline
     channels = max(segments[p.segment].channels for p in placements)
+    alignment = align(plan, arr, segments)
+    actual = _moved(placements, alignment)
     tracks: list[Track] = []
-    for i, place in enumerate(placements):
+    for i, (place, moved) in enumerate(zip(placements, actual, strict=True)):
         seg = plan.segment(place.segment)
         cached = segments[seg.id]
         # the whole decode (prompt re-decode included), so the seam region is treated alike on both sides.
@@ -99,15 +104,16 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
 
         # every boundary in samples from the placements' seconds, rounded once: the mix, the stems, the
         # markers and the manifest agree to the sample
-        first, last = _sample(place.start_s, rate), _sample(place.end_s, rate)
+        first, last = _sample(moved.start_s, rate), _sample(moved.end_s, rate)
         curve_in: Curve = "linear" if place.join == "seam" else "equal_power"
         if place.join == "seam":  # extend back over the re-decoded prompt, which mirrors the previous tail
             overlap_in = min(_sample(place.crossfade_s, rate), hop_start)
             audio = full[:, hop_start - overlap_in :]
             start = first - overlap_in
         else:  # a crossfade: from this start to the previous segment's end
-            overlap_in = _sample(placements[i - 1].end_s, rate) - first if i else 0
-            audio = new
+            overlap_in = _sample(actual[i - 1].end_s, rate) - first if i else 0
+            shift = _sample(alignment.shift_s[place.segment], rate)  # > 0: trim lead-in; < 0: start later
+            audio = new[:, shift:] if shift >= 0 else np.pad(new, ((0, 0), (-shift, 0)))
             start = first
         if audio.shape[1] < last - start:  # never expected (frames cover the length): pad rather than misplace
             audio = np.pad(audio, ((0, 0), (0, last - start - audio.shape[1])))
@@ -116,7 +122,7 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
         if overlap_in:
             envelope[:overlap_in] *= fade_curves(overlap_in, curve_in)[1]
         if i + 1 < len(placements):
-            nxt = placements[i + 1]
+            nxt = actual[i + 1]
             n_out = last - _sample(nxt.start_s, rate) if nxt.join == "crossfade" else _sample(nxt.crossfade_s, rate)
             if nxt.join == "seam":
                 nxt_cached = segments[nxt.segment]
@@ -127,7 +133,19 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
         tracks.append(Track(seg.id, start, (audio * envelope).astype(np.float32), measured, gains))
     length = max(t.start + t.audio.shape[1] for t in tracks)
     _fade_track_ends(tracks, length, int(round(arr.fade_in_s * rate)), int(round(arr.fade_out_s * rate)))
-    return Assembly(rate, length, tracks)
+    return Assembly(rate, length, tracks, actual, alignment)
+
+
+def _moved(placements: list[Placement], alignment: Alignment) -> list[Placement]:
+    """The placements after alignment: the seams inside a shifted chain move with it."""
+    out = []
+    for i, place in enumerate(placements):
+        shift = alignment.shift_s[place.segment]
+        seamed = i + 1 < len(placements) and placements[i + 1].join == "seam"
+        start = place.start_s - shift if place.join == "seam" else place.start_s
+        out.append(Placement(place.segment, start, place.end_s - shift if seamed else place.end_s,
+                             place.join, place.crossfade_s))  # fmt: skip
+    return out
 
 
 def _sample(seconds: float, rate: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -45,6 +46,9 @@ def export_all(
     out = arr.output
     ext = out.format
     assembly = assemble(plan, arr, segments, out.sample_rate)
+    # where the segments really landed (beat alignment moves the seams of a shifted chain): markers,
+    # CUE, picture and manifest describe the mix as it is
+    plan = dataclasses.replace(plan, timeline=assembly.placements)
     mastered = master(assembly.mix(), out.sample_rate, arr.loudness.target_lufs, arr.loudness.true_peak_dbtp)
 
     def write(path: Path, audio: np.ndarray) -> None:
@@ -101,6 +105,19 @@ def _clipped(audio: np.ndarray, name: str) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0)
 
 
+def _beats_entry(assembly: Any, segment: str, bpm: float) -> dict[str, Any] | None:
+    """The segment's tempo, drift and first downbeat as tracked, and the alignment shift applied."""
+    alignment = assembly.alignment
+    found = alignment.beats.get(segment) if alignment else None
+    if found is None:
+        return None
+    return {
+        "tempo_bpm": round(found.tempo_bpm, 2), "drift_percent": round(found.drift_percent(bpm), 2),
+        "first_downbeat_s": round(found.first_downbeat_s, 4), "confidence": round(found.confidence, 1),
+        "shift_s": round(alignment.shift_s[segment], 4),
+    }  # fmt: skip
+
+
 def _remove_stale(stems: Path, keep: set[Path]) -> None:
     """Delete stem files of segments no longer in the plan (renamed or removed sections)."""
     for sub in ("raw", "aligned"):
@@ -132,6 +149,7 @@ def _manifest(
             "continues": seg.prompt_from, "prompt_s": seg.prompt_s if seg.prompt_from else None,
             "start_s": round(place.start_s, 6), "end_s": round(place.end_s, 6), "join": place.join,
             "crossfade_s": round(place.crossfade_s, 6),
+            "beats": _beats_entry(assembly, seg.id, arr.bpm),
             "measured_lufs": None if track.measured_lufs is None else round(track.measured_lufs, 2),
             "gain_db": [round(g, 2) for g in track.gain_db],
             "cache_key": seg.key, "cache_hit": seg.id in stats.cached,

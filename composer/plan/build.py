@@ -19,6 +19,7 @@ from composer.arrangement.schema import Arrangement, Section, has_transition, tr
 from composer.engine.catalog import ENGINE_VERSIONS, FRAME_RATE_HZ
 from composer.engine.types import Sampling
 from composer.errors import ArrangementError, Problem
+from composer.plan.prompt import compose
 from composer.settings import Settings
 from composer.styles import StyleLibrary
 
@@ -119,14 +120,32 @@ def derive_seed(base: int, *parts: object) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def section_parts(section: Section, styles: StyleLibrary) -> tuple[list[str], bool]:
+    """A section's prompt pieces (its style's parts, then its prompt and extra) and whether its tempo is free."""
+    style = styles.get(section.style) if section.style else None
+    own = [p for p in (section.prompt, section.extra) if p and p.strip()]
+    return (style.sentences(then=own) if style else own), bool(style and style.free_tempo)
+
+
 def section_text(arr: Arrangement, section: Section, styles: StyleLibrary) -> str:
-    """The full prompt for a section: style, prompt, extra, then tempo and key."""
-    parts = []
-    if section.style:
-        parts.append(styles.get(section.style).text)
-    parts += [p.strip() for p in (section.prompt, section.extra) if p and p.strip()]
-    parts.append(f"{arr.bpm:g} BPM" + (f", in {arr.key}." if arr.key else "."))
-    return " ".join(parts)
+    """The full prompt for a section: style, prompt and extra as sentences, one tempo and one key."""
+    parts, free = section_parts(section, styles)
+    return compose(parts, arr.bpm, arr.key, free)
+
+
+def transition_text(arr: Arrangement, i: int, styles: StyleLibrary) -> str:
+    """The prompt of the transition after section ``i``: its style (``transition.style``, else
+    ``transitions.style``) or else the next section's words, then what a transition does."""
+    spec = arr.sections[i].transition
+    name = (spec.style if spec else None) or arr.transitions.style
+    own = [TRANSITION_TEXT, *([spec.prompt] if spec and spec.prompt else [])]
+    if name:
+        style = styles.get(name)
+        parts, free = style.sentences(then=own), style.free_tempo
+    else:
+        parts, free = section_parts(arr.sections[i + 1], styles)
+        parts = [*parts, *own]
+    return compose(parts, arr.bpm, arr.key, free)
 
 
 def _melody(melody: str | None, file: str) -> tuple[str | None, str | None]:
@@ -170,6 +189,16 @@ def build_plan(
     takes = takes or {}
     grid = Grid(arr)
     segments: list[Segment] = []
+
+    def continued(i: int) -> bool:
+        """Is section i's stem continued at a seam (by a transition or by the next section)?"""
+        return i + 1 < len(arr.sections) and (has_transition(arr, i) or arr.sections[i + 1].continue_from == "previous")
+
+    def spare(seamed: bool) -> float:
+        """Audio generated past a segment's length so beat alignment can pull it up to half a bar earlier
+        (a segment continued at a seam hands its end to the continuation instead)."""
+        return arr.bar_s / 2 if arr.align_beats and not seamed else 0.0
+
     texts = [section_text(arr, s, styles) for s in arr.sections]
     gen = arr.generation
 
@@ -214,7 +243,8 @@ def build_plan(
                     top_p=o.top_p if o.top_p is not None else gen.top_p,
                     temperature=o.temperature if o.temperature is not None else gen.temperature,
                 ),
-                duration_s=(length := grid.length(sec.duration_s, sec.name)), frames=frames_for(length),
+                duration_s=(length := grid.length(sec.duration_s, sec.name)),
+                frames=frames_for(length + spare(continued(i))),
                 window_s=gen.window_s, stride_s=gen.stride_s,
                 prompt_from=prompt_from, prompt_s=arr.transitions.prompt_s if prompt_from else 0.0,
                 melody=melody, melody_sha256=melody_sha256,
@@ -226,14 +256,13 @@ def build_plan(
             t_model = (spec.model if spec and spec.model else None) or arr.transitions.model
             t_repo, t_rev = model_fields(t_model)
             duration = grid.length(transition_duration_s(arr, i), f"{sec.name}--{nxt.name}")
-            extra = f" {spec.prompt.strip()}" if spec and spec.prompt else ""
             add(
                 Segment(
                     id=f"{sec.name}--{nxt.name}", kind="transition", section=sec.name, model=t_model,
-                    repo_id=t_repo, revision=t_rev, text=f"{texts[i + 1]} {TRANSITION_TEXT}{extra}",
+                    repo_id=t_repo, revision=t_rev, text=transition_text(arr, i, styles),
                     seed=derive_seed(arr.seed, "transition", sec.name, nxt.name), take=0,
                     sampling=Sampling(gen.cfg, gen.top_k, gen.top_p, gen.temperature),
-                    duration_s=duration, frames=frames_for(duration),
+                    duration_s=duration, frames=frames_for(duration + spare(False)),
                     window_s=gen.window_s, stride_s=gen.stride_s, prompt_from=sec.name,
                     prompt_s=(spec.prompt_s if spec and spec.prompt_s else None) or arr.transitions.prompt_s,
                 )

@@ -93,11 +93,12 @@ def disk_need(plan: Plan) -> DiskNeed:
     infos = [info_of(s.model) for s in plan.segments]
     channels = 2 if any(i is not None and i.channels == 2 for i in infos) else 1
     per_s = plan.output_rate * plan.output_bytes * channels
-    cache = sum((s.prompt_s + s.duration_s) * SAMPLE_RATE_HZ * 4 * channels for s in plan.segments)  # float32
+    generated = [s.frames / FRAME_RATE_HZ for s in plan.segments]  # what is generated: room for alignment too
+    cache = sum((s.prompt_s + g) * SAMPLE_RATE_HZ * 4 * channels for s, g in zip(plan.segments, generated, strict=True))
     return DiskNeed(
         cache=cache,
         mix=plan.length_s * per_s,
-        raw_stems=sum(s.duration_s for s in plan.segments) * per_s,
+        raw_stems=sum(generated) * per_s,
         aligned_stems=len(plan.segments) * plan.length_s * per_s,  # each spans the whole track
     )
 

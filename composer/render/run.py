@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from composer import faults
+from composer.engine.catalog import FRAME_RATE_HZ
 from composer.engine.codec import DECODE_CHUNK_S
 from composer.engine.types import Request, Take
 from composer.errors import EngineError
@@ -156,7 +157,8 @@ def request_for(seg: Segment, done: dict[str, Take]) -> Request:
         from composer.audio.io import read_audio
 
         melody, melody_rate = read_audio(Path(seg.melody))
-    return Request(text=seg.text, duration_s=seg.duration_s, seed=seg.seed, sampling=seg.sampling,
+    # the frames the plan asks for: its length on the frame grid, plus room for beat alignment
+    return Request(text=seg.text, duration_s=seg.frames / FRAME_RATE_HZ, seed=seg.seed, sampling=seg.sampling,
                    prompt_tokens=prompt, window_s=seg.window_s, stride_s=seg.stride_s,
                    melody=melody, melody_rate=melody_rate)  # fmt: skip
 

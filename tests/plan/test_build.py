@@ -47,7 +47,8 @@ def test_segments_dependencies_and_timeline(tmp_path: Path, styles: StyleLibrary
     trans = plan.segment("a--b")
     assert trans.prompt_from == "a" and trans.prompt_s == 5 and trans.model == "medium"
     assert trans.repo_id == "composer-tiny/musicgen-medium" and plan.segment("a").model == "small"
-    assert "techno" in trans.text and "120 BPM, in A minor." in plan.segment("a").text
+    assert trans.text.startswith("Techno. A transition") and trans.text.endswith("120 BPM, in A minor.")
+    assert "at 120 BPM" in plan.segment("a").text and plan.segment("a").text.endswith("In A minor.")
     starts = [(p.segment, p.start_s, p.end_s, p.join) for p in plan.timeline]
     assert starts == [
         ("a", 0, 20, "start"), ("a--b", 20, 30, "seam"), ("b", 28, 58, "crossfade"),

@@ -88,6 +88,7 @@ def takes_for(plan, rate: int = 32000) -> dict[str, Take]:  # type: ignore[no-un
 ODD = """\
 title: Odd lengths
 bpm: 120
+align_beats: false
 transitions: {duration_s: 3.007, prompt_s: 1, crossfade_s: 0.5}
 sections:
   - {name: a, prompt: techno, duration_s: 6.013}
