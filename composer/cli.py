@@ -392,6 +392,17 @@ AllowLargeOpt = Annotated[
     bool, typer.Option("--allow-large", help="Render even if a model will not fit the GPU's free memory.")
 ]
 TakesOpt = Annotated[int, typer.Option("--takes", min=1, max=16, help="Takes (variations) to keep per section.")]
+RerollOpt = Annotated[
+    int,
+    typer.Option("--reroll", min=0, max=8, help="Regenerate each transition whose joins score above --reroll-above, "
+                 "up to N new seeds each, keeping the best (every try is recorded in the manifest)."),
+]  # fmt: skip
+RerollAboveOpt = Annotated[
+    float | None,
+    typer.Option("--reroll-above", min=0.5, max=50.0, show_default=False,
+                 help="Seam score a join must exceed to be re-rolled (default 2.5: about 1 is a join that sounds like "
+                 "the music around it)."),
+]  # fmt: skip
 
 
 @app.command()
@@ -411,13 +422,15 @@ def plan(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, device: De
 @app.command()
 def render(file: FileArg, out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None,
            device: DeviceOpt = None, styles: StylesOpt = None, engine: EngineOpt = None,
-           allow_large: AllowLargeOpt = False) -> None:  # fmt: skip
+           allow_large: AllowLargeOpt = False, reroll: RerollOpt = 0, reroll_above: RerollAboveOpt = None,
+           ) -> None:  # fmt: skip
     """Render an arrangement: stems, transitions, loudness-matched mix, stems, manifest, markers, picture."""
     from composer.cli_render import run_render
 
     with _user_errors():
         settings = _settings(models, device, styles, engine)
-        run_render(file, settings, out or settings.output_dir, takes=takes, allow_large=allow_large)
+        run_render(file, settings, out or settings.output_dir, takes=takes, allow_large=allow_large,
+                   reroll=reroll, reroll_above=reroll_above)  # fmt: skip
 
 
 @app.command()
@@ -432,6 +445,7 @@ def regen(
     reset: Annotated[
         bool, typer.Option("--reset", help="Forget earlier regen seeds and picks: back to the arrangement's seed.")
     ] = False,
+    reroll: RerollOpt = 0, reroll_above: RerollAboveOpt = None,
 ) -> None:  # fmt: skip
     """Regenerate one section (and only what depends on it), then re-assemble."""
     from composer.cli_render import run_render
@@ -442,7 +456,7 @@ def regen(
     with _user_errors():
         settings = _settings(models, device, styles, engine)
         run_render(file, settings, out or settings.output_dir, takes=takes, regen=section, regen_seed=seed,
-                   reset=reset, allow_large=allow_large)  # fmt: skip
+                   reset=reset, allow_large=allow_large, reroll=reroll, reroll_above=reroll_above)  # fmt: skip
 
 
 @app.command()

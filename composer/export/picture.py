@@ -1,15 +1,18 @@
-"""timeline.png: waveform, section boundaries and names, short-term loudness against its target,
-and a time axis in seconds and bars."""
+"""timeline.png: waveform, section boundaries and names, seam scores, short-term loudness against its
+target, and a time axis in seconds and bars."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from composer.fsutil import atomic_path
 from composer.plan import Plan
+
+if TYPE_CHECKING:
+    from composer.assembly.seams import Seam
 
 WIDTH, HEIGHT = 1600, 470
 WAVE_TOP, WAVE_BOTTOM = 60, 300
@@ -17,6 +20,7 @@ LOUD_TOP, LOUD_BOTTOM = 310, 400
 AXIS_TOP = 404  # seconds below the line, bars above it
 LUFS_RANGE = (-40.0, 0.0)
 TARGET_COLOUR = (40, 140, 60)
+SEAM_OK, SEAM_BAD = (40, 140, 60), (200, 40, 40)
 PALETTE = [(222, 235, 247), (229, 245, 224), (254, 237, 222), (239, 237, 245), (255, 247, 188)]
 
 
@@ -36,6 +40,8 @@ def draw_timeline(
     target_lufs: float | None = None,
     bpm: float | None = None,
     beats_per_bar: int = 4,
+    seams: list[Seam] | None = None,
+    seam_limit: float | None = None,
 ) -> None:
     """Draw the picture and write it atomically.
 
@@ -47,6 +53,7 @@ def draw_timeline(
         loudness: (2, n) array of times (s) and short-term LUFS (NaN where undefined).
         target_lufs: drawn as a line in the loudness panel.
         bpm, beats_per_bar: for the bar numbers on the time axis.
+        seams: each join's score, marked at the join (red above ``seam_limit``).
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -80,6 +87,13 @@ def draw_timeline(
     for x, column in enumerate(columns):
         peak = float(column.max()) if column.size else 0.0
         draw.line([x, mid - peak * half, x, mid + peak * half], fill=(50, 90, 140))
+
+    for seam in seams or []:  # a diamond at the join, its score beside it
+        x = x_of(seam.at_s)
+        colour = SEAM_BAD if seam_limit is not None and seam.score > seam_limit else SEAM_OK
+        draw.polygon([(x, WAVE_BOTTOM - 14), (x + 6, WAVE_BOTTOM - 8), (x, WAVE_BOTTOM - 2), (x - 6, WAVE_BOTTOM - 8)],
+                     fill=colour)  # fmt: skip
+        draw.text((x + 8, WAVE_BOTTOM - 16), f"seam {seam.score:.1f}", fill=colour, font=font)
 
     draw.rectangle([0, LOUD_TOP, WIDTH - 1, LOUD_BOTTOM], outline=(200, 200, 200))
     lo, hi = LUFS_RANGE

@@ -15,6 +15,7 @@ from composer import __version__
 from composer.arrangement import Arrangement
 from composer.assembly.loudness import integrated_lufs, short_term_lufs
 from composer.assembly.mix import STEM_HEADROOM_DB, aligned_stem, assemble, master
+from composer.assembly.seams import REROLL_ABOVE, Rerolls, Seam, score_seams
 from composer.audio.dsp import highpass, resample
 from composer.audio.io import write_audio
 from composer.engine.types import Take
@@ -41,8 +42,13 @@ def export_all(
     state: State,
     settings: Settings,
     variants: list[Segment],
+    rerolls: Rerolls | None = None,
 ) -> dict[str, Any]:
-    """Assemble, master and write everything into ``folder``; returns the manifest."""
+    """Assemble, master and write everything into ``folder``; returns the manifest.
+
+    Args:
+        rerolls: what ``--reroll`` tried, recorded in the manifest.
+    """
     out = arr.output
     ext = out.format
     assembly = assemble(plan, arr, segments, out.sample_rate)
@@ -88,12 +94,17 @@ def export_all(
     _remove_stale(stems, keep)
 
     loudness = short_term_lufs(mastered.audio, mastered.sample_rate)
+    seams = score_seams(mastered.audio, mastered.sample_rate, assembly.placements, assembly.alignment, arr.bpm)
     atomic_write_text(folder / "markers.txt", audacity_labels(plan))
     atomic_write_text(folder / "markers.cue", cue_sheet(plan, mix_name))
     draw_timeline(folder / "timeline.png", plan, mastered.audio, mastered.sample_rate, loudness,
-                  target_lufs=arr.loudness.target_lufs, bpm=arr.bpm, beats_per_bar=arr.beats_per_bar)  # fmt: skip
+                  target_lufs=arr.loudness.target_lufs, bpm=arr.bpm, beats_per_bar=arr.beats_per_bar,
+                  seams=seams, seam_limit=REROLL_ABOVE if rerolls is None else rerolls.limit)  # fmt: skip
 
     manifest = _manifest(plan, arr, file, assembly, mastered, segments, stats, state, settings, files, takes_written)
+    manifest["seams"] = [_seam_entry(seam) for seam in seams]
+    if rerolls is not None:
+        manifest["rerolls"] = {"limit": rerolls.limit, "tries": rerolls.tries}
     atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -103,6 +114,15 @@ def _clipped(audio: np.ndarray, name: str) -> np.ndarray:
     if peak > 1.0:
         log.warning("%s peaks at %+.1f dBFS even with headroom; clipped in the file", name, 20 * np.log10(peak))
     return np.clip(audio, -1.0, 1.0)
+
+
+def _seam_entry(seam: Seam) -> dict[str, Any]:
+    return {
+        "before": seam.before, "after": seam.after, "at_s": round(seam.at_s, 3), "score": round(seam.score, 2),
+        "loudness_lu": round(seam.loudness_lu, 2), "spectrum_db": round(seam.spectrum_db, 2),
+        "tempo_percent": None if seam.tempo_percent is None else round(seam.tempo_percent, 2),
+        "harmony": round(seam.harmony, 4), "ratios": seam.ratios,
+    }  # fmt: skip
 
 
 def _beats_entry(assembly: Any, segment: str, bpm: float) -> dict[str, Any] | None:

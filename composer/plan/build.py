@@ -176,7 +176,7 @@ def build_plan(
         name: output name (the arrangement file's stem).
         styles: the style library.
         settings: model source and cache (to resolve repo ids and revisions).
-        seeds: per-section seed overrides chosen by ``regen`` (win over the arrangement).
+        seeds: seed overrides chosen by ``regen`` (per section) and ``--reroll`` (per transition id).
         takes: the picked take per section (default 0).
         file: the arrangement file, for error messages.
 
@@ -260,7 +260,8 @@ def build_plan(
                 Segment(
                     id=f"{sec.name}--{nxt.name}", kind="transition", section=sec.name, model=t_model,
                     repo_id=t_repo, revision=t_rev, text=transition_text(arr, i, styles),
-                    seed=derive_seed(arr.seed, "transition", sec.name, nxt.name), take=0,
+                    seed=seeds.get(f"{sec.name}--{nxt.name}", derive_seed(arr.seed, "transition", sec.name, nxt.name)),
+                    take=0,
                     sampling=Sampling(gen.cfg, gen.top_k, gen.top_p, gen.temperature),
                     duration_s=duration, frames=frames_for(duration + spare(False)),
                     window_s=gen.window_s, stride_s=gen.stride_s, prompt_from=sec.name,

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from composer.arrangement import Arrangement, load_arrangement
+from composer.assembly.seams import REROLL_ABOVE
 from composer.engine.types import Take
 from composer.errors import ArrangementError, ComposerError, Problem
+from composer.export.write import Rerolls
 from composer.fsutil import DiskFullError, atomic_write_text, filesystem_errors, output_tree, remove_file
 from composer.plan import Plan, Segment, build_plan
 from composer.render.cache import SegmentCache
@@ -149,6 +151,9 @@ def render(
     pick: tuple[str, int] | None = None,
     generate: bool = True,
     allow_large: bool = False,
+    reroll: int = 0,
+    reroll_above: float | None = None,
+    known: RunStats | None = None,
 ) -> RenderResult:
     """Render an arrangement (or re-export it) into ``out_root/<name>/``.
 
@@ -164,6 +169,11 @@ def render(
         pick: (section, take) to use from now on.
         generate: False for export-stems: use cached segments only.
         allow_large: render even when a segment's model will not fit the GPU's free memory.
+        reroll: regenerate, with new seeds, each transition whose joins score above ``reroll_above``
+            (default ``REROLL_ABOVE``), up to this many tries each, keeping the best; every try is
+            recorded in the manifest and the kept seed in state.json.
+        known: with ``generate=False``: what another process generated for this render (a cluster
+            render's actors), recorded in the manifest as if generated here.
 
     Raises:
         ArrangementError: invalid arrangement or section name (nothing is written).
@@ -233,11 +243,79 @@ def render(
             segments, stats = render_segments(plan.segments + variants, settings, cache, journal)
         else:
             segments, stats = _from_cache(plan, cache, file)
+            if known is not None:
+                stats = RunStats(known.generated, [i for i in stats.cached if i not in known.generated], known.seconds)
+        rerolls = None
+        if generate and reroll > 0:
+            rerolls = Rerolls(reroll_above if reroll_above is not None else REROLL_ABOVE)
+            plan = _reroll(plan, arr, file, styles, settings, state, cache, journal, segments, stats, reroll, rerolls)
         save_state(folder, state)
         _mark_exporting(folder)  # until the new manifest is written, the journal says the outputs are mixed
-        manifest = export_all(plan, arr, file, folder, segments, stats, state, settings, variants)
+        manifest = export_all(plan, arr, file, folder, segments, stats, state, settings, variants, rerolls)
         remove_file(folder / "journal.json")  # the manifest now says it all
     return RenderResult(plan, folder, stats, manifest, time.perf_counter() - started)
+
+
+def _transition_scores(plan: Plan, arr: Arrangement, segments: dict[str, Take]) -> dict[str, float]:
+    """Each transition's worst join score in the mastered mix, as export will measure it."""
+    from composer.assembly.mix import assemble, master
+    from composer.assembly.seams import score_seams
+
+    rate = arr.output.sample_rate
+    assembly = assemble(plan, arr, segments, rate)
+    mastered = master(assembly.mix(), rate, arr.loudness.target_lufs, arr.loudness.true_peak_dbtp)
+    worst: dict[str, float] = {}
+    for seam in score_seams(mastered.audio, rate, assembly.placements, assembly.alignment, arr.bpm):
+        for side in (seam.before, seam.after):
+            if plan.segment(side).kind == "transition":
+                worst[side] = max(worst.get(side, 0.0), seam.score)
+    return worst
+
+
+def _reroll(
+    plan: Plan, arr: Arrangement, file: Path, styles: StyleLibrary, settings: Settings, state: State,
+    cache: SegmentCache, journal: Journal, segments: dict[str, Take], stats: RunStats, tries: int, record: Rerolls,
+) -> Plan:  # fmt: skip
+    """Regenerate the transitions whose joins score above the limit; returns the plan with the kept seeds.
+
+    Tries are seeded from the transition's seed ("reroll", 1..tries), so a re-run tries the same
+    seeds and finds them in the cache. ``segments``, ``stats``, ``state`` and ``record`` are updated.
+    """
+    from composer.plan.build import derive_seed
+
+    name = plan.name
+    scores = _transition_scores(plan, arr, segments)
+    for seg in [s for s in plan.segments if s.kind == "transition"]:
+        if scores.get(seg.id, 0.0) <= record.limit:
+            continue
+        original = state.seeds.get(seg.id)
+        best = (scores[seg.id], original, segments[seg.id])
+        log.warning("%s: its joins score %.1f (above %.1f); trying new seeds", seg.id, scores[seg.id], record.limit)
+        record.tries[seg.id] = [{"seed": seg.seed, "score": round(scores[seg.id], 2)}]
+        for k in range(1, tries + 1):
+            seed = derive_seed(seg.seed, "reroll", k)
+            state.seeds[seg.id] = seed
+            trial = build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
+            parent = trial.segment(seg.prompt_from) if seg.prompt_from else None
+            made, more = render_segments(
+                [*([parent] if parent else []), trial.segment(seg.id)], settings, cache, journal
+            )
+            stats.generated += [g for g in more.generated if g not in stats.generated]
+            stats.seconds |= more.seconds
+            score = _transition_scores(trial, arr, segments | {seg.id: made[seg.id]})[seg.id]
+            record.tries[seg.id].append({"seed": seed, "score": round(score, 2)})
+            if score < best[0]:
+                best = (score, seed, made[seg.id])
+            if score <= record.limit:
+                break
+        if best[1] is None:
+            state.seeds.pop(seg.id, None)
+        else:
+            state.seeds[seg.id] = best[1]
+        segments[seg.id] = best[2]
+        for entry in record.tries[seg.id]:
+            entry["kept"] = entry["seed"] == (best[1] if best[1] is not None else seg.seed)
+    return build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
 
 
 def _mark_exporting(folder: Path) -> None:

@@ -54,3 +54,21 @@ def test_timeline_picture(settings: Settings, tmp_path: Path) -> None:
     every = max(1, int(nice_step(length / bar_s)))
     for bar in range(every, int(length / bar_s) + 1, every):
         assert (image[AXIS_TOP - 3 : AXIS_TOP, x_of(bar * bar_s)].sum(axis=1) < 600).all(), f"no tick at bar {bar + 1}"
+
+
+def test_seam_scores_are_marked(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from composer.assembly.seams import Seam
+    from composer.export.picture import SEAM_BAD, SEAM_OK, WAVE_BOTTOM, draw_timeline
+    from composer.plan import Placement, Plan
+
+    plan = Plan("t", "t", [], [Placement("a", 0.0, 10.0, "start", 0.0)], 20.0)
+    plan.segment = lambda _id: type("S", (), {"kind": "stem", "id": _id})()  # type: ignore[method-assign]
+    seams = [Seam("a", "b", 5.0, 0, 0, None, 0, {}, 1.1), Seam("b", "c", 15.0, 6, 0, None, 0, {}, 4.0)]
+    audio = np.zeros((1, 20 * 1000), np.float32)
+    draw_timeline(tmp_path / "t.png", plan, audio, 1000, np.zeros((2, 0)), seams=seams, seam_limit=2.5)
+    image = np.asarray(Image.open(tmp_path / "t.png").convert("RGB")).astype(int)
+    x = lambda s: int(round(s / 20.0 * (WIDTH - 1)))  # noqa: E731
+    assert tuple(image[WAVE_BOTTOM - 8, x(5.0)]) == SEAM_OK
+    assert tuple(image[WAVE_BOTTOM - 8, x(15.0)]) == SEAM_BAD

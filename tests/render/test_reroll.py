@@ -1,0 +1,77 @@
+"""Seam scores in the manifest and --reroll on a planted bad transition (issue: #12, item 5)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from composer.assembly.seams import REROLL_ABOVE
+from composer.cli import app
+from composer.engine.types import Take
+from composer.render.cache import SegmentCache
+from composer.render.pipeline import render
+from composer.settings import Settings
+
+SONG = """\
+title: Two parts
+bpm: 120
+seed: 5
+align_beats: false
+transitions: {model: small, duration_s: 3, prompt_s: 1, crossfade_s: 0.5}
+sections:
+  - {name: a, prompt: techno, duration_s: 6}
+  - {name: b, prompt: techno, duration_s: 6}
+"""
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_planted_bad_transition_is_rerolled_and_nothing_else(settings: Settings, tmp_path: Path) -> None:
+    song = tmp_path / "two.yaml"
+    song.write_text(SONG)
+    out = tmp_path / "out"
+    first = render(song, settings, out)
+    seams = first.manifest["seams"]
+    assert [(s["before"], s["after"]) for s in seams] == [("a", "a--b"), ("a--b", "b")]
+    assert all(set(s) >= {"score", "loudness_lu", "spectrum_db", "tempo_percent", "harmony", "ratios"} for s in seams)
+    stems = {name: sha(first.folder / "stems" / "raw" / f"{name}.wav") for name in ("a", "b")}
+
+    # plant: the transition's cache entry becomes a pure 1 kHz tone, nothing like the music around it
+    transition = first.plan.segment("a--b")
+    cache = SegmentCache(out / "cache" / "segments")
+    real = cache.load(transition.key, transition)
+    assert real is not None
+    t = np.arange(real.audio.shape[1]) / real.sample_rate
+    tone = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None]
+    cache.store(Take(real.tokens, real.prompt_frames, tone, real.sample_rate, real.frame_rate, key=real.key,
+                     provenance=real.provenance))  # fmt: skip
+    planted = render(song, settings, out)
+    planted_score = max(s["score"] for s in planted.manifest["seams"])
+    assert planted_score > REROLL_ABOVE, "the planted tone stands out"
+    assert planted.stats.generated == []
+
+    rerolled = render(song, settings, out, reroll=2)
+    tries = rerolled.manifest["rerolls"]["tries"]
+    assert list(tries) == ["a--b"], "only the transition with a bad join is re-rolled"
+    assert tries["a--b"][0]["seed"] == transition.seed and tries["a--b"][0]["score"] == round(planted_score, 2)
+    assert 2 <= len(tries["a--b"]) <= 3 and sum(t["kept"] for t in tries["a--b"]) == 1
+    kept = next(t for t in tries["a--b"] if t["kept"])
+    assert kept["seed"] != transition.seed and kept["score"] < planted_score
+    assert set(rerolled.stats.generated) == {"a--b"}, "the stems come from the cache"
+    assert {name: sha(rerolled.folder / "stems" / "raw" / f"{name}.wav") for name in ("a", "b")} == stems
+    assert max(s["score"] for s in rerolled.manifest["seams"]) == kept["score"]
+    state = json.loads((rerolled.folder / "state.json").read_text())
+    assert state["seeds"]["a--b"] == kept["seed"], "the kept seed is remembered"
+    again = render(song, settings, out)
+    assert again.stats.generated == [] and again.plan.segment("a--b").seed == kept["seed"]
+
+
+def test_reroll_options_are_documented() -> None:
+    text = CliRunner().invoke(app, ["render", "--help"], terminal_width=200).output
+    assert "--reroll" in text and "default 2.5" in text and REROLL_ABOVE == 2.5
