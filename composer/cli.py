@@ -419,18 +419,44 @@ def plan(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, device: De
         print_plan(result, settings, device_type)
 
 
+FilesArg = Annotated[list[Path], typer.Argument(help="Arrangement YAML files, or folders of them.", show_default=False)]
+RayOpt = Annotated[
+    bool, typer.Option("--ray", help="Render on a Ray cluster (pip install 'musicgen-composer[ray]'): a local one, "
+                       "or the one at --ray-address / $RAY_ADDRESS.")
+]  # fmt: skip
+RayAddressOpt = Annotated[
+    str | None, typer.Option("--ray-address", help="Join this Ray cluster (host:port, or 'auto').", show_default=False)
+]
+RayActorsOpt = Annotated[
+    int | None,
+    typer.Option("--ray-actors", min=1, max=256, help="Generation actors (default: one per GPU, else one).",
+                 show_default=False),
+]  # fmt: skip
+
+
 @app.command()
-def render(file: FileArg, out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None,
+def render(files: FilesArg, out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None,
            device: DeviceOpt = None, styles: StylesOpt = None, engine: EngineOpt = None,
            allow_large: AllowLargeOpt = False, reroll: RerollOpt = 0, reroll_above: RerollAboveOpt = None,
+           ray: RayOpt = False, ray_address: RayAddressOpt = None, ray_actors: RayActorsOpt = None,
            ) -> None:  # fmt: skip
-    """Render an arrangement: stems, transitions, loudness-matched mix, stems, manifest, markers, picture."""
-    from composer.cli_render import run_render
+    """Render arrangements: stems, transitions, loudness-matched mix, stems, manifest, markers, picture.
+
+    Several files (or folders) render one after another, or all at once on a Ray cluster with --ray.
+    """
+    from composer.cli_render import arrangement_files, run_cluster, run_render
 
     with _user_errors():
         settings = _settings(models, device, styles, engine)
-        run_render(file, settings, out or settings.output_dir, takes=takes, allow_large=allow_large,
-                   reroll=reroll, reroll_above=reroll_above)  # fmt: skip
+        paths = arrangement_files(files)
+        if ray or ray_address:
+            if takes > 1 or reroll:
+                _err("compose render --ray: --takes and --reroll are not available on a cluster yet")
+                raise typer.Exit(2)
+            raise typer.Exit(run_cluster(paths, settings, out or settings.output_dir, ray_address, ray_actors))
+        for path in paths:
+            run_render(path, settings, out or settings.output_dir, takes=takes, allow_large=allow_large,
+                       reroll=reroll, reroll_above=reroll_above)  # fmt: skip
 
 
 @app.command()

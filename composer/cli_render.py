@@ -150,3 +150,65 @@ def run_render(file: Path, settings: Settings, out_root: Path, **kwargs: Any) ->
         f"{len(result.stats.generated)} generated, {len(result.stats.cached)} from cache, {result.seconds:.1f} s",
         soft_wrap=True,
     )
+
+
+def arrangement_files(paths: list[Path]) -> list[Path]:
+    """The arrangement files named: files as given, folders by their ``*.yaml`` (sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(p for p in path.glob("*.y*ml") if p.is_file()) if path.is_dir() else [path]
+    return list(dict.fromkeys(files))
+
+
+def run_cluster(files: list[Path], settings: Settings, out_root: Path, address: str | None, actors: int | None) -> int:
+    """``compose render ... --ray``: one live view of every arrangement; returns the exit code."""
+    import importlib.util
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from composer.render.cluster import ClusterEvents, Job, render_many
+
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    console = _console(stderr=True)
+    if importlib.util.find_spec("ray") is None:
+        console.print("compose render --ray: Ray is not installed; pip install 'musicgen-composer[ray]'")
+        return 2
+
+    class View(ClusterEvents):
+        def __init__(self, bars: Progress):
+            self.bars = bars
+            self.tasks: dict[str, list[Any]] = {}
+
+        def planned(self, jobs: list[Job], pending: dict[str, Any]) -> None:
+            for job in jobs:
+                if job.error is not None:
+                    console.print(f"[red]{job.file}[/]: {job.error}")
+                    continue
+                todo = [s.key for s in job.segments if s.key in pending]
+                task = self.bars.add_task(
+                    f"{job.name}", total=len(job.segments), completed=len(job.segments) - len(todo)
+                )
+                for key in todo:
+                    self.tasks.setdefault(key, []).append(task)
+
+        def segments_done(self, keys: list[str]) -> None:
+            for key in keys:
+                for task in self.tasks.pop(key, []):
+                    self.bars.advance(task)
+
+        def job_finished(self, job: Job) -> None:
+            where = job.mix if job.error is None else f"[red]failed[/]: {job.error}"
+            console.print(f"{job.name or job.file}: {where}")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=not sys.stderr.isatty()) as bars:
+            report = render_many(files, settings, out_root, address=address, actors=actors, events=View(bars))
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished segments are kept in {out_root / 'cache'}; run the same command again")
+        return 130
+    _console().print(
+        f"{len(report.jobs) - len(report.failed)} of {len(report.jobs)} arrangements rendered, "
+        f"{len(report.generated)} segments generated, {report.seconds:.1f} s"
+    )
+    return 2 if report.failed else 0

@@ -1,0 +1,279 @@
+"""Many arrangements at once on a Ray cluster (``compose render A.yaml B.yaml --ray``).
+
+What runs where:
+
+- **Generation**: one :class:`SegmentWorker` actor per GPU (``--ray-actors`` on CPU clusters). An
+  actor keeps the model it last used loaded — loading is the expensive part — and generates, in the
+  engine's batches, every ready segment of that model from *all* arrangements handed to it. The
+  driver schedules in waves: a segment is ready when the segment it continues is in the cache.
+- **Results**: through the content-addressed segment cache, not Ray's object store. The cache is
+  the single source of truth of a render already (resume, regen and export read it); an actor
+  stores each segment the moment it is made, so nothing finished is lost when an actor, a machine
+  or the driver dies; tokens (~12 KB per 30 s) would fit the object store, audio (MBs per segment)
+  would only be copied twice. The price: on a multi-machine cluster ``--out`` must be a shared
+  filesystem that every node sees at the same path.
+- **Assembly and export**: one CPU task per arrangement (``num_cpus=1``), reading the cache.
+
+A segment already in the cache is never generated again, whichever arrangement or machine made it;
+identical segments of two arrangements (same key) are generated once. Every mix is byte-identical
+to a single-process render of the same arrangement (tested).
+
+Faults: an actor that dies mid-batch is restarted by Ray and its call retried
+(``max_restarts``/``max_task_retries``); what it stored before dying comes from the cache. A
+segment that fails for a reason retrying cannot fix (a composer error: bad input, out of memory at
+the smallest batch) fails the arrangements that need it, with the same message as a single render,
+and the other arrangements still finish. A killed driver resumes from the cache when the same
+command is run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from composer.errors import ComposerError
+from composer.plan import Segment, build_plan
+from composer.render.cache import SegmentCache
+from composer.render.run import RunStats
+from composer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_RESTARTS = 3  # an actor that dies is started again this many times; its call is retried as often
+
+
+@dataclass
+class Job:
+    """One arrangement of a cluster render."""
+
+    file: Path
+    name: str = ""
+    segments: list[Segment] = field(default_factory=list)
+    error: str | None = None  # why it failed (a one-line composer message), or None
+    folder: Path | None = None
+    mix: Path | None = None
+
+
+@dataclass
+class ClusterReport:
+    """What a cluster render did."""
+
+    jobs: list[Job]
+    generated: list[str]  # cache keys generated in this run
+    seconds: float
+    worker_pids: set[int] = field(default_factory=set)  # every process that served a call (restarts add one)
+
+    @property
+    def failed(self) -> list[Job]:
+        return [j for j in self.jobs if j.error is not None]
+
+
+class ClusterEvents:
+    """Progress callbacks of a cluster render (the CLI draws one live view from them)."""
+
+    def planned(self, jobs: list[Job], pending: dict[str, Segment]) -> None:
+        pass
+
+    def segments_done(self, keys: list[str]) -> None:
+        pass
+
+    def job_finished(self, job: Job) -> None:
+        pass
+
+
+class SegmentWorker:
+    """A Ray actor: holds one model at a time and generates segments into the shared cache."""
+
+    def __init__(self, settings: Settings, cache_root: str, threads: int, fault_marker: str | None = None):
+        import torch
+
+        from composer import faults
+
+        # Ray starts a one-CPU worker with OMP_NUM_THREADS=1; CPU matmuls blocked for another thread
+        # count round differently, and tokens follow. On CPU the actor computes with the driver's
+        # count, as a single-process render would (on a GPU it makes no difference).
+        torch.set_num_threads(threads)
+        self.settings = settings
+        self.cache = SegmentCache(Path(cache_root))
+        self.engine: Any = None
+        # a test's fault fires once per cluster run: a restarted actor finds the marker and runs clean
+        if settings.fault_at and fault_marker and not os.path.exists(fault_marker):
+            Path(fault_marker).touch()
+            faults.arm(faults.parse(settings.fault_at))
+
+    def _open(self, engine_name: str, model: str, settings: Settings) -> Any:
+        from composer.engine.base import open_engine
+
+        if self.engine is not None and self.engine.lm.name == model:
+            return _Kept(self.engine)
+        if self.engine is not None:
+            self.engine.unload()
+        self.engine = open_engine(engine_name, model, settings)
+        return _Kept(self.engine)
+
+    def generate(self, segments: list[Segment]) -> dict[str, Any]:
+        """Generate what is missing of ``segments`` (parents first; those are cache hits)."""
+        from composer.render.run import render_segments
+
+        started = time.perf_counter()
+        _, stats = render_segments(segments, self.settings, self.cache, opener=self._open)
+        return {"generated": stats.generated, "seconds": stats.seconds, "pid": os.getpid(),
+                "wall": time.perf_counter() - started}  # fmt: skip
+
+    def ping(self) -> int:
+        return os.getpid()
+
+
+class _Kept:
+    """An engine handed to ``render_segments`` whose ``unload`` keeps the model for the next call."""
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def unload(self) -> None:
+        pass
+
+
+def _export(file: str, settings: Settings, out_root: str, generated: list[str], seconds: dict[str, float]) -> str:
+    """A CPU task: assemble and write one arrangement from the cache (as ``compose render`` would)."""
+    from composer.render.pipeline import render
+
+    result = render(Path(file), settings, Path(out_root), generate=False, known=RunStats(generated, [], seconds))
+    return str(result.folder)
+
+
+def render_many(
+    files: list[Path],
+    settings: Settings,
+    out_root: Path,
+    address: str | None = None,
+    actors: int | None = None,
+    events: ClusterEvents | None = None,
+    fault_marker: Path | None = None,
+) -> ClusterReport:
+    """Render every arrangement in ``files`` on a Ray cluster; see the module notes.
+
+    Args:
+        files: arrangement files (each renders into ``out_root/<name>/``, as alone).
+        settings: runtime settings (the same for every arrangement).
+        out_root: output root; its ``cache/`` is shared by all arrangements and all nodes.
+        address: a running cluster's address; None starts a local one (or joins ``RAY_ADDRESS``).
+        actors: generation actors; default one per GPU in the cluster, else one.
+        events: progress callbacks.
+        fault_marker: for tests: where an armed ``COMPOSER_FAULT_AT`` records that it fired.
+
+    Returns:
+        A report; failed arrangements carry their error and the others their output folder.
+    """
+    import ray
+
+    from composer.render.pipeline import prepare
+
+    started = time.perf_counter()
+    events = events or ClusterEvents()
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)  # fmt: skip
+    jobs = [Job(file) for file in files]
+    for job in jobs:  # every arrangement checked and planned before anything is generated
+        try:
+            arr, styles, folder, state = prepare(job.file, settings, out_root)
+            job.name, job.folder = folder.name, folder
+            job.segments = build_plan(arr, folder.name, styles, settings, state.seeds, state.takes,
+                                      str(job.file)).segments  # fmt: skip
+        except ComposerError as exc:
+            job.error = str(exc)
+    cache = SegmentCache(out_root / "cache" / "segments")
+    by_key: dict[str, Segment] = {}
+    for job in jobs:
+        ids = {s.id: s.key for s in job.segments}
+        for seg in job.segments:  # the cache key is the identity: ids repeat across arrangements
+            by_key.setdefault(seg.key, replace(seg, id=seg.key, prompt_from=ids.get(seg.prompt_from or "")))
+    pending = {k: s for k, s in by_key.items() if not cache.path(k).is_file() or cache.load(k, s) is None}
+    events.planned(jobs, pending)
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    count = actors or max(1, gpus)
+    options: dict[str, Any] = {"max_restarts": MAX_RESTARTS, "max_task_retries": MAX_RESTARTS}
+    options |= {"num_gpus": 1} if gpus else {"num_cpus": 1}
+    worker: Any = ray.remote(**options)(SegmentWorker)
+    marker = str(fault_marker) if fault_marker else None
+    import torch
+
+    threads = torch.get_num_threads()
+    workers: list[Any] = [worker.remote(settings, str(cache.root), threads, marker) for _ in range(count)]
+    report = ClusterReport(jobs, [], 0.0)
+    report.worker_pids |= set(ray.get([w.ping.remote() for w in workers]))  # a restart adds a process to these
+    failed: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    while pending:
+        ready = [s for s in pending.values() if s.prompt_from is None or s.prompt_from not in pending]
+        ready = [s for s in ready if s.prompt_from not in failed]
+        for seg in [s for s in pending.values() if s.prompt_from in failed]:  # what continues a failure fails
+            failed[seg.key] = failed[seg.prompt_from or ""]
+            del pending[seg.key]
+        if not ready:
+            break
+        calls = {}
+        for model in dict.fromkeys(s.repo_id for s in ready):  # one model at a time per actor: waves by model
+            group = [s for s in ready if s.repo_id == model]
+            share = -(-len(group) // count)
+            for i, w in enumerate(workers):
+                part = group[i * share : (i + 1) * share]
+                if part:
+                    parents = [by_key[k] for k in dict.fromkeys(s.prompt_from for s in part if s.prompt_from)]
+                    calls[w.generate.remote(parents + part)] = part
+        while calls:
+            done, _ = ray.wait(list(calls), num_returns=1)
+            part = calls.pop(done[0])
+            try:
+                result = ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if isinstance(getattr(exc, "cause", None), ComposerError) else None
+                if cause is None:
+                    raise
+                for seg in part:
+                    failed[seg.key] = str(cause)
+                    pending.pop(seg.key, None)
+                continue
+            report.worker_pids.add(result["pid"])
+            report.generated += [k for k in result["generated"] if k not in report.generated]
+            seconds |= result["seconds"]
+            for seg in part:
+                pending.pop(seg.key, None)
+            events.segments_done([s.key for s in part])
+    for job in jobs:
+        if job.error is None:
+            job.error = next((failed[s.key] for s in job.segments if s.key in failed), None)
+    export = ray.remote(num_cpus=1, max_retries=MAX_RESTARTS)(_export)
+    tasks = {}
+    for job in jobs:
+        if job.error is None:
+            keys = {s.key for s in job.segments}
+            mine = [k for k in report.generated if k in keys]
+            ids = {s.key: s.id for s in job.segments}
+            tasks[export.remote(str(job.file), settings, str(out_root), [ids[k] for k in mine],
+                                {ids[k]: seconds[k] for k in mine if k in seconds})] = job  # fmt: skip
+    while tasks:
+        done, _ = ray.wait(list(tasks), num_returns=1)
+        job = tasks.pop(done[0])
+        try:
+            job.folder = Path(ray.get(done[0]))
+            job.mix = next(job.folder.glob("mix.*"), None)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if not isinstance(cause, ComposerError):
+                raise
+            job.error = str(cause)
+        events.job_finished(job)
+    for w in workers:
+        ray.kill(w)
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,99 @@
+"""Many arrangements on a real local Ray cluster (issue: #13): identical mixes, a killed actor, resume."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from composer.render.pipeline import render
+from composer.settings import Settings
+from tests.conftest import REPO
+
+ray = pytest.importorskip("ray", reason="composer[ray] is installed by scripts/run_tests.sh")
+SHORT = (REPO / "tests" / "data" / "short.yaml").read_text()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cluster():  # type: ignore[no-untyped-def]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three arrangements: the short test piece, the same with another seed, and one at another tempo."""
+    folder = tmp_path_factory.mktemp("songs")
+    texts = {
+        "one": SHORT,
+        "two": SHORT.replace("seed: 99", "seed: 7"),
+        "three": SHORT.replace("bpm: 120", "bpm: 100").replace("title: Test Short", "title: Three"),
+    }
+    for name, text in texts.items():
+        (folder / f"{name}.yaml").write_text(text)
+    return [folder / f"{name}.yaml" for name in texts]
+
+
+@pytest.fixture(scope="module")
+def alone(songs: list[Path], settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Each arrangement rendered on its own, in this process: the reference mixes."""
+    out = tmp_path_factory.mktemp("alone")
+    return {song.stem: sha(render(song, settings, out).folder / "mix.wav") for song in songs}
+
+
+def test_ray_renders_identical_mixes_and_a_second_run_generates_nothing(
+    cluster: None, songs: list[Path], settings: Settings, alone: dict[str, str], tmp_path: Path
+) -> None:
+    from composer.render.cluster import render_many
+
+    report = render_many(songs, settings, tmp_path)
+    assert not report.failed
+    assert {job.name: sha(job.mix) for job in report.jobs if job.mix} == alone
+    assert len(report.generated) == 12, "4 segments each, none shared"
+    again = render_many(songs, settings, tmp_path)
+    assert again.generated == [] and {job.name: sha(job.mix) for job in again.jobs if job.mix} == alone
+
+
+def test_an_actor_killed_mid_batch_still_ends_with_identical_mixes(
+    cluster: None, songs: list[Path], settings: Settings, alone: dict[str, str], tmp_path: Path
+) -> None:
+    from composer.render.cluster import render_many
+
+    killer = replace(settings, fault_at="segment-stored#2:KILL")  # the actor kills itself after its 2nd segment
+    marker = tmp_path / "fault-fired"
+    report = render_many(songs, killer, tmp_path / "out", fault_marker=marker)
+    assert marker.exists(), "the fault fired"
+    assert len(report.worker_pids) >= 2, "the actor was restarted (a new process served the retried call)"
+    assert not report.failed and {job.name: sha(job.mix) for job in report.jobs if job.mix} == alone
+
+
+def test_a_bad_arrangement_fails_alone(cluster: None, songs: list[Path], settings: Settings, tmp_path: Path) -> None:
+    from composer.render.cluster import render_many
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SHORT.replace("bpm: 120", "bpm: 0"))
+    report = render_many([bad, songs[0]], settings, tmp_path / "out")
+    assert [job.name for job in report.failed] == [""] and "bpm" in (report.failed[0].error or "")
+    assert report.jobs[1].mix is not None and report.jobs[1].mix.is_file()
+    assert os.path.basename(str(report.jobs[1].folder)) == "one"
+
+
+def test_the_cli_renders_a_folder_on_the_cluster(
+    cluster: None, songs: list[Path], tiny_env: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from composer.cli import app
+
+    result = CliRunner().invoke(app, ["render", str(songs[0].parent), "--ray", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "3 of 3 arrangements rendered" in result.output
+    assert sorted(p.name for p in tmp_path.glob("*/mix.wav")) == ["mix.wav"] * 3
