@@ -421,8 +421,8 @@ def plan(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, device: De
 
 FilesArg = Annotated[list[Path], typer.Argument(help="Arrangement YAML files, or folders of them.", show_default=False)]
 RayOpt = Annotated[
-    bool, typer.Option("--ray", help="Render on a Ray cluster (pip install 'musicgen-composer[ray]'): a local one, "
-                       "or the one at --ray-address / $RAY_ADDRESS.")
+    bool, typer.Option("--ray", help="Render on a Ray cluster (needs the 'ray' extra of musicgen-composer): a local "
+                       "one, or the one at --ray-address / $RAY_ADDRESS.")
 ]  # fmt: skip
 RayAddressOpt = Annotated[
     str | None, typer.Option("--ray-address", help="Join this Ray cluster (host:port, or 'auto').", show_default=False)
@@ -450,10 +450,10 @@ def render(files: FilesArg, out: OutOpt = None, takes: TakesOpt = 1, models: Mod
         settings = _settings(models, device, styles, engine)
         paths = arrangement_files(files)
         if ray or ray_address:
-            if takes > 1 or reroll:
-                _err("compose render --ray: --takes and --reroll are not available on a cluster yet")
+            if reroll:
+                _err("compose render --ray: --reroll is not available on a cluster yet")
                 raise typer.Exit(2)
-            raise typer.Exit(run_cluster(paths, settings, out or settings.output_dir, ray_address, ray_actors))
+            raise typer.Exit(run_cluster(paths, settings, out or settings.output_dir, ray_address, ray_actors, takes))
         for path in paths:
             run_render(path, settings, out or settings.output_dir, takes=takes, allow_large=allow_large,
                        reroll=reroll, reroll_above=reroll_above)  # fmt: skip
@@ -472,15 +472,23 @@ def regen(
         bool, typer.Option("--reset", help="Forget earlier regen seeds and picks: back to the arrangement's seed.")
     ] = False,
     reroll: RerollOpt = 0, reroll_above: RerollAboveOpt = None,
+    ray: RayOpt = False, ray_address: RayAddressOpt = None, ray_actors: RayActorsOpt = None,
 ) -> None:  # fmt: skip
     """Regenerate one section (and only what depends on it), then re-assemble."""
-    from composer.cli_render import run_render
+    from composer.cli_render import run_cluster, run_render
 
     if reset and seed is not None:
         _err("compose regen: give --seed or --reset, not both")
         raise typer.Exit(2)
     with _user_errors():
         settings = _settings(models, device, styles, engine)
+        if ray or ray_address:
+            if reroll:
+                _err("compose regen --ray: --reroll is not available on a cluster yet")
+                raise typer.Exit(2)
+            code = run_cluster([file], settings, out or settings.output_dir, ray_address, ray_actors, takes,
+                               regen=(section, seed, reset))  # fmt: skip
+            raise typer.Exit(code)
         run_render(file, settings, out or settings.output_dir, takes=takes, regen=section, regen_seed=seed,
                    reset=reset, allow_large=allow_large, reroll=reroll, reroll_above=reroll_above)  # fmt: skip
 

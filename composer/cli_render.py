@@ -160,7 +160,10 @@ def arrangement_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def run_cluster(files: list[Path], settings: Settings, out_root: Path, address: str | None, actors: int | None) -> int:
+def run_cluster(
+    files: list[Path], settings: Settings, out_root: Path, address: str | None, actors: int | None, takes: int = 1,
+    regen: tuple[str, int | None, bool] | None = None,
+) -> int:  # fmt: skip
     """``compose render ... --ray``: one live view of every arrangement; returns the exit code."""
     import importlib.util
 
@@ -171,7 +174,7 @@ def run_cluster(files: list[Path], settings: Settings, out_root: Path, address: 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     console = _console(stderr=True)
     if importlib.util.find_spec("ray") is None:
-        console.print("compose render --ray: Ray is not installed; pip install 'musicgen-composer[ray]'")
+        console.print("compose render --ray: Ray is not installed; pip install 'musicgen-composer[ray]'", markup=False)
         return 2
 
     class View(ClusterEvents):
@@ -182,7 +185,7 @@ def run_cluster(files: list[Path], settings: Settings, out_root: Path, address: 
         def planned(self, jobs: list[Job], pending: dict[str, Any]) -> None:
             for job in jobs:
                 if job.error is not None:
-                    console.print(f"[red]{job.file}[/]: {job.error}")
+                    console.print(f"{job.file}: {job.error}", markup=False, style="red")
                     continue
                 todo = [s.key for s in job.segments if s.key in pending]
                 task = self.bars.add_task(
@@ -197,13 +200,14 @@ def run_cluster(files: list[Path], settings: Settings, out_root: Path, address: 
                     self.bars.advance(task)
 
         def job_finished(self, job: Job) -> None:
-            where = job.mix if job.error is None else f"[red]failed[/]: {job.error}"
-            console.print(f"{job.name or job.file}: {where}")
+            where = job.mix if job.error is None else f"failed: {job.error}"
+            console.print(f"{job.name or job.file}: {where}", markup=False)
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console, transient=not sys.stderr.isatty()) as bars:
-            report = render_many(files, settings, out_root, address=address, actors=actors, events=View(bars))
+            report = render_many(files, settings, out_root, address=address, actors=actors, events=View(bars),
+                                 takes=takes, regen=regen)  # fmt: skip
     except KeyboardInterrupt:
         console.print(f"interrupted: finished segments are kept in {out_root / 'cache'}; run the same command again")
         return 130

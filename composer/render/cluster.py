@@ -141,12 +141,21 @@ class _Kept:
         pass
 
 
-def _export(file: str, settings: Settings, out_root: str, generated: list[str], seconds: dict[str, float]) -> str:
+def _export(
+    file: str, settings: Settings, out_root: str, generated: list[str], seconds: dict[str, float], takes: int,
+    regen: Regen | None,
+) -> str:  # fmt: skip
     """A CPU task: assemble and write one arrangement from the cache (as ``compose render`` would)."""
     from composer.render.pipeline import render
 
-    result = render(Path(file), settings, Path(out_root), generate=False, known=RunStats(generated, [], seconds))
+    known = RunStats(generated, [], seconds)
+    section, seed, reset = regen if regen else (None, None, False)
+    result = render(Path(file), settings, Path(out_root), generate=False, known=known, takes=takes,
+                    regen=section, regen_seed=seed, reset=reset)  # fmt: skip
     return str(result.folder)
+
+
+Regen = tuple[str, int | None, bool]  # (section, new seed or None for a random one, reset)
 
 
 def render_many(
@@ -157,6 +166,8 @@ def render_many(
     actors: int | None = None,
     events: ClusterEvents | None = None,
     fault_marker: Path | None = None,
+    takes: int = 1,
+    regen: Regen | None = None,
 ) -> ClusterReport:
     """Render every arrangement in ``files`` on a Ray cluster; see the module notes.
 
@@ -168,13 +179,22 @@ def render_many(
         actors: generation actors; default one per GPU in the cluster, else one.
         events: progress callbacks.
         fault_marker: for tests: where an armed ``COMPOSER_FAULT_AT`` records that it fired.
+        takes: takes per section, as ``compose render --takes`` (the extra takes are generated too).
+        regen: ``compose regen`` on the cluster: (section, seed or None, reset); one file only.
 
     Returns:
         A report; failed arrangements carry their error and the others their output folder.
     """
     import ray
 
-    from composer.render.pipeline import prepare
+    from composer.engine.models import ensure_available
+    from composer.fsutil import filesystem_errors, output_tree
+    from composer.render.lock import render_lock
+    from composer.render.pipeline import _take_variants, choose, prepare
+    from composer.render.state import save_state
+
+    if regen is not None and len(files) != 1:
+        raise ValueError("regen on a cluster takes one arrangement")
 
     started = time.perf_counter()
     events = events or ClusterEvents()
@@ -186,8 +206,18 @@ def render_many(
         try:
             arr, styles, folder, state = prepare(job.file, settings, out_root)
             job.name, job.folder = folder.name, folder
+            extra = choose(arr, state, job.file, takes, *(regen or (None, None, False)))
+            if regen is not None:  # the new seed is on disk before anything is generated, as with regen
+                regen = (regen[0], state.seeds.get(regen[0]), regen[2])
+                with filesystem_errors(folder), output_tree(out_root), render_lock(folder):
+                    save_state(folder, state)
             job.segments = build_plan(arr, folder.name, styles, settings, state.seeds, state.takes,
                                       str(job.file)).segments  # fmt: skip
+            # the other takes, as `compose render --takes` (or `regen --takes`) makes them
+            job.segments += _take_variants(arr, folder.name, styles, settings, state, extra, job.file)
+            with filesystem_errors(settings.hub_cache, "run the same command again"):
+                for model in dict.fromkeys(s.model for s in job.segments):  # on the shared model cache
+                    ensure_available(model, settings)
         except ComposerError as exc:
             job.error = str(exc)
     cache = SegmentCache(out_root / "cache" / "segments")
@@ -260,7 +290,7 @@ def render_many(
             mine = [k for k in report.generated if k in keys]
             ids = {s.key: s.id for s in job.segments}
             tasks[export.remote(str(job.file), settings, str(out_root), [ids[k] for k in mine],
-                                {ids[k]: seconds[k] for k in mine if k in seconds})] = job  # fmt: skip
+                                {ids[k]: seconds[k] for k in mine if k in seconds}, takes, regen)] = job  # fmt: skip
     while tasks:
         done, _ = ray.wait(list(tasks), num_returns=1)
         job = tasks.pop(done[0])

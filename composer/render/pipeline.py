@@ -97,6 +97,25 @@ def check_section(arr: Arrangement, section: str, file: Path) -> None:
         raise ArrangementError([Problem(str(file), None, "sections", f"no section named {section!r}{hint}")])
 
 
+def choose(
+    arr: Arrangement, state: State, file: Path, takes: int, regen: str | None, regen_seed: int | None, reset: bool
+) -> dict[str, int]:
+    """Apply a regen's new seed (or its reset) to ``state``; returns the extra takes asked for (section -> count)."""
+    import random
+
+    if regen is None:
+        return {s.name: takes for s in arr.sections} if takes > 1 else {}
+    check_section(arr, regen, file)
+    if reset:
+        state.seeds.pop(regen, None)
+        state.seed_from.pop(regen, None)
+    else:
+        state.seeds[regen] = regen_seed if regen_seed is not None else random.SystemRandom().randrange(2**31)
+        state.seed_from[regen] = next(s.seed for s in arr.sections if s.name == regen)
+    state.takes.pop(regen, None)
+    return {regen: takes} if takes > 1 else {}
+
+
 def _take_variants(
     arr: Arrangement,
     name: str,
@@ -180,8 +199,6 @@ def render(
         NotRenderedError: generate=False and segments are missing, or a picked take was never rendered.
         EngineError / ModelLoadingError: from the engine.
     """
-    import random
-
     from composer import faults
     from composer.engine.models import ensure_available
 
@@ -205,19 +222,7 @@ def render(
             for model in dict.fromkeys(s.model for s in draft.segments):
                 ensure_available(model, settings)
     cache = SegmentCache(out_root / "cache" / "segments")
-    extra_takes: dict[str, int] = {}
-    if regen is not None:
-        check_section(arr, regen, file)
-        if reset:
-            state.seeds.pop(regen, None)
-            state.seed_from.pop(regen, None)
-        else:
-            state.seeds[regen] = regen_seed if regen_seed is not None else random.SystemRandom().randrange(2**31)
-            state.seed_from[regen] = next(s.seed for s in arr.sections if s.name == regen)
-        state.takes.pop(regen, None)
-        extra_takes = {regen: takes} if takes > 1 else {}
-    elif takes > 1:
-        extra_takes = {s.name: takes for s in arr.sections}
+    extra_takes = choose(arr, state, file, takes, regen, regen_seed, reset)
     if pick is not None:
         section, take = pick
         check_section(arr, section, file)
@@ -242,7 +247,7 @@ def render(
             journal = Journal(folder / "journal.json", plan.segments + variants, events)
             segments, stats = render_segments(plan.segments + variants, settings, cache, journal)
         else:
-            segments, stats = _from_cache(plan, cache, file)
+            segments, stats = _from_cache(plan, cache, file, variants)
             if known is not None:
                 stats = RunStats(known.generated, [i for i in stats.cached if i not in known.generated], known.seconds)
         rerolls = None
@@ -370,10 +375,12 @@ class Journal:
         self.events.finished()
 
 
-def _from_cache(plan: Plan, cache: SegmentCache, file: Path) -> tuple[dict[str, Take], RunStats]:
+def _from_cache(
+    plan: Plan, cache: SegmentCache, file: Path, variants: list[Segment] | None = None
+) -> tuple[dict[str, Take], RunStats]:
     found: dict[str, Take] = {}
     missing = []
-    for seg in plan.segments:
+    for seg in [*plan.segments, *(variants or [])]:
         hit = cache.load(seg.key, seg)
         if hit is None:
             missing.append(seg.id)

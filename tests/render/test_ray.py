@@ -97,3 +97,31 @@ def test_the_cli_renders_a_folder_on_the_cluster(
     assert result.exit_code == 0, result.output
     assert "3 of 3 arrangements rendered" in result.output
     assert sorted(p.name for p in tmp_path.glob("*/mix.wav")) == ["mix.wav"] * 3
+
+
+def test_takes_on_the_cluster(
+    cluster: None, songs: list[Path], settings: Settings, alone: dict[str, str], tmp_path: Path
+) -> None:
+    from composer.render.cluster import render_many
+
+    report = render_many(songs[:1], settings, tmp_path, takes=2)
+    job = report.jobs[0]
+    assert job.mix is not None and sha(job.mix) == alone["one"], "the picked takes make the same mix"
+    written = sorted(p.name for p in (job.folder / "stems" / "takes").iterdir())  # type: ignore[operator]
+    assert written == ["coda.take1.wav", "drive.take1.wav", "intro.take1.wav"]
+    assert len(report.generated) == 4 + 3
+
+
+def test_regen_on_the_cluster_matches_regen_alone(
+    cluster: None, songs: list[Path], settings: Settings, tmp_path: Path
+) -> None:
+    from composer.render.cluster import render_many
+
+    solo = render(songs[0], settings, tmp_path / "solo", regen="drive", regen_seed=1234)
+    report = render_many(songs[:1], settings, tmp_path / "ray", regen=("drive", 1234, False))
+    job = report.jobs[0]
+    assert job.mix is not None and sha(job.mix) == sha(solo.folder / "mix.wav")
+    assert sorted(report.generated) == sorted(s.key for s in solo.plan.segments), "a fresh cache: all of it"
+    again = render_many(songs[:1], settings, tmp_path / "ray", regen=("drive", 4321, False))
+    changed = {s.id for s in again.jobs[0].segments if s.key in again.generated}
+    assert changed == {"drive", "coda"}, "only the section and what continues it"
