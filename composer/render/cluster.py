@@ -265,12 +265,9 @@ def render_many(
             part = calls.pop(done[0])
             try:
                 result = ray.get(done[0])
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.cause if isinstance(getattr(exc, "cause", None), ComposerError) else None
-                if cause is None:
-                    raise
+            except ray.exceptions.RayError as exc:  # a composer error, or an actor dead past its restarts
                 for seg in part:
-                    failed[seg.key] = str(cause)
+                    failed[seg.key] = _reason(exc)
                     pending.pop(seg.key, None)
                 continue
             report.worker_pids.add(result["pid"])
@@ -297,13 +294,19 @@ def render_many(
         try:
             job.folder = Path(ray.get(done[0]))
             job.mix = next(job.folder.glob("mix.*"), None)
-        except ray.exceptions.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if not isinstance(cause, ComposerError):
-                raise
-            job.error = str(cause)
+        except ray.exceptions.RayError as exc:
+            job.error = _reason(exc)
         events.job_finished(job)
     for w in workers:
         ray.kill(w)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _reason(exc: Exception) -> str:
+    """What to tell the user about a failed cluster call: a composer error's own message, else its first line."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, ComposerError):
+        return str(cause)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"failed on the cluster ({type(cause or exc).__name__}): {first}"

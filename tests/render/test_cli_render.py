@@ -65,3 +65,15 @@ def test_ebm_set_renders_to_a_full_length_track(tiny_env: Path, tmp_path: Path) 
     assert len(list((folder / "stems" / "aligned").iterdir())) == 9
     for name in ("manifest.json", "markers.txt", "markers.cue", "timeline.png"):
         assert (folder / name).is_file()
+
+
+def test_several_files_render_one_after_another(tiny_env: Path, tmp_path: Path) -> None:
+    short = Path(SHORT).read_text()
+    (tmp_path / "songs").mkdir()
+    (tmp_path / "songs" / "a.yaml").write_text(short)
+    (tmp_path / "songs" / "b.yaml").write_text(short.replace("seed: 99", "seed: 5"))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["render", str(tmp_path / "songs"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "a" / "mix.wav").is_file() and (out / "b" / "mix.wav").is_file()
+    assert (out / "a" / "mix.wav").read_bytes() != (out / "b" / "mix.wav").read_bytes()
