@@ -194,10 +194,11 @@ def build_plan(
         """Is section i's stem continued at a seam (by a transition or by the next section)?"""
         return i + 1 < len(arr.sections) and (has_transition(arr, i) or arr.sections[i + 1].continue_from == "previous")
 
-    def spare(seamed: bool) -> float:
+    def spare(seamed: bool, beatless: bool = False) -> float:
         """Audio generated past a segment's length so beat alignment can pull it up to half a bar earlier
-        (a segment continued at a seam hands its end to the continuation instead)."""
-        return arr.bar_s / 2 if arr.align_beats and not seamed else 0.0
+        (a segment continued at a seam hands its end to the continuation instead; a beatless one has
+        no downbeat to align)."""
+        return arr.bar_s / 2 if arr.align_beats and not seamed and not beatless else 0.0
 
     texts = [section_text(arr, s, styles) for s in arr.sections]
     gen = arr.generation
@@ -244,7 +245,7 @@ def build_plan(
                     temperature=o.temperature if o.temperature is not None else gen.temperature,
                 ),
                 duration_s=(length := grid.length(sec.duration_s, sec.name)),
-                frames=frames_for(length + spare(continued(i))),
+                frames=frames_for(length + spare(continued(i), section_parts(sec, styles)[1])),
                 window_s=gen.window_s, stride_s=gen.stride_s,
                 prompt_from=prompt_from, prompt_s=arr.transitions.prompt_s if prompt_from else 0.0,
                 melody=melody, melody_sha256=melody_sha256,

@@ -123,3 +123,20 @@ def test_any_duration_is_placed_to_the_sample(
         assert np.abs(before.audio[:, -1]).max() < 1e-3, "faded out by its last sample"
         assert np.abs(after.audio[:, 0]).max() < 1e-3, "faded in from its first sample"
         assert after.start < end and np.abs(after.audio[:, end - after.start]).max() > 1e-3
+
+
+def test_room_for_alignment_only_where_it_can_be_used(tmp_path: Path, styles: StyleLibrary, settings: Settings) -> None:
+    """Half a bar more is generated for a segment that can be aligned: not before a seam, not for a drone."""
+    song = """\
+title: Room
+bpm: 120
+transitions: {duration_s: 4, prompt_s: 1, crossfade_s: 0.5}
+sections:
+  - {name: a, prompt: techno, duration_s: 6, transition: none}
+  - {name: b, style: ambient-drone, duration_s: 6, transition: none}
+  - {name: c, prompt: techno, duration_s: 6}
+  - {name: d, prompt: techno, duration_s: 6}
+"""
+    _, plan = plan_for(song, tmp_path, styles, settings)
+    frames = {s.id: s.frames for s in plan.segments}
+    assert frames == {"a": 350, "b": 300, "c": 300, "c--d": 250, "d": 350}, "half a bar at 120 bpm is 50 frames"
