@@ -450,10 +450,9 @@ def render(files: FilesArg, out: OutOpt = None, takes: TakesOpt = 1, models: Mod
         settings = _settings(models, device, styles, engine)
         paths = arrangement_files(files)
         if ray or ray_address:
-            if reroll:
-                _err("compose render --ray: --reroll is not available on a cluster yet")
-                raise typer.Exit(2)
-            raise typer.Exit(run_cluster(paths, settings, out or settings.output_dir, ray_address, ray_actors, takes))
+            code = run_cluster(paths, settings, out or settings.output_dir, ray_address, ray_actors, takes,
+                               reroll=reroll, reroll_above=reroll_above)  # fmt: skip
+            raise typer.Exit(code)
         for path in paths:
             run_render(path, settings, out or settings.output_dir, takes=takes, allow_large=allow_large,
                        reroll=reroll, reroll_above=reroll_above)  # fmt: skip
@@ -483,11 +482,8 @@ def regen(
     with _user_errors():
         settings = _settings(models, device, styles, engine)
         if ray or ray_address:
-            if reroll:
-                _err("compose regen --ray: --reroll is not available on a cluster yet")
-                raise typer.Exit(2)
             code = run_cluster([file], settings, out or settings.output_dir, ray_address, ray_actors, takes,
-                               regen=(section, seed, reset))  # fmt: skip
+                               regen=(section, seed, reset), reroll=reroll, reroll_above=reroll_above)  # fmt: skip
             raise typer.Exit(code)
         run_render(file, settings, out or settings.output_dir, takes=takes, regen=section, regen_seed=seed,
                    reset=reset, allow_large=allow_large, reroll=reroll, reroll_above=reroll_above)  # fmt: skip

@@ -162,7 +162,7 @@ def arrangement_files(paths: list[Path]) -> list[Path]:
 
 def run_cluster(
     files: list[Path], settings: Settings, out_root: Path, address: str | None, actors: int | None, takes: int = 1,
-    regen: tuple[str, int | None, bool] | None = None,
+    regen: tuple[str, int | None, bool] | None = None, reroll: int = 0, reroll_above: float | None = None,
 ) -> int:  # fmt: skip
     """``compose render ... --ray``: one live view of every arrangement; returns the exit code."""
     import importlib.util
@@ -207,7 +207,7 @@ def run_cluster(
     try:
         with Progress(*columns, console=console, transient=not sys.stderr.isatty()) as bars:
             report = render_many(files, settings, out_root, address=address, actors=actors, events=View(bars),
-                                 takes=takes, regen=regen)  # fmt: skip
+                                 takes=takes, regen=regen, reroll=reroll, reroll_above=reroll_above)  # fmt: skip
     except KeyboardInterrupt:
         console.print(f"interrupted: finished segments are kept in {out_root / 'cache'}; run the same command again")
         return 130

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,7 @@ def render(
     reroll: int = 0,
     reroll_above: float | None = None,
     known: RunStats | None = None,
+    known_rerolls: Rerolls | None = None,
 ) -> RenderResult:
     """Render an arrangement (or re-export it) into ``out_root/<name>/``.
 
@@ -192,7 +194,8 @@ def render(
             (default ``REROLL_ABOVE``), up to this many tries each, keeping the best; every try is
             recorded in the manifest and the kept seed in state.json.
         known: with ``generate=False``: what another process generated for this render (a cluster
-            render's actors), recorded in the manifest as if generated here.
+            render's actors), recorded in the manifest as if generated here; ``known_rerolls``: the
+            re-rolls it made, recorded likewise.
 
     Raises:
         ArrangementError: invalid arrangement or section name (nothing is written).
@@ -250,10 +253,14 @@ def render(
             segments, stats = _from_cache(plan, cache, file, variants)
             if known is not None:
                 stats = RunStats(known.generated, [i for i in stats.cached if i not in known.generated], known.seconds)
-        rerolls = None
+        rerolls = known_rerolls
         if generate and reroll > 0:
             rerolls = Rerolls(reroll_above if reroll_above is not None else REROLL_ABOVE)
-            plan = _reroll(plan, arr, file, styles, settings, state, cache, journal, segments, stats, reroll, rerolls)
+
+            def make(wanted: list[Segment]) -> tuple[dict[str, Take], RunStats]:
+                return render_segments(wanted, settings, cache, journal)
+
+            plan = reroll_transitions(plan, arr, file, styles, settings, state, make, segments, stats, reroll, rerolls)
         save_state(folder, state)
         _mark_exporting(folder)  # until the new manifest is written, the journal says the outputs are mixed
         manifest = export_all(plan, arr, file, folder, segments, stats, state, settings, variants, rerolls)
@@ -277,14 +284,18 @@ def _transition_scores(plan: Plan, arr: Arrangement, segments: dict[str, Take]) 
     return worst
 
 
-def _reroll(
+Make = Callable[[list[Segment]], tuple[dict[str, Take], RunStats]]  # generate what is missing of segments
+
+
+def reroll_transitions(
     plan: Plan, arr: Arrangement, file: Path, styles: StyleLibrary, settings: Settings, state: State,
-    cache: SegmentCache, journal: Journal, segments: dict[str, Take], stats: RunStats, tries: int, record: Rerolls,
+    make: Make, segments: dict[str, Take], stats: RunStats, tries: int, record: Rerolls,
 ) -> Plan:  # fmt: skip
     """Regenerate the transitions whose joins score above the limit; returns the plan with the kept seeds.
 
     Tries are seeded from the transition's seed ("reroll", 1..tries), so a re-run tries the same
-    seeds and finds them in the cache. ``segments``, ``stats``, ``state`` and ``record`` are updated.
+    seeds and finds them in the cache. ``make`` generates (here, or on a cluster's actor).
+    ``segments``, ``stats``, ``state`` and ``record`` are updated.
     """
     from composer.plan.build import derive_seed
 
@@ -302,9 +313,7 @@ def _reroll(
             state.seeds[seg.id] = seed
             trial = build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
             parent = trial.segment(seg.prompt_from) if seg.prompt_from else None
-            made, more = render_segments(
-                [*([parent] if parent else []), trial.segment(seg.id)], settings, cache, journal
-            )
+            made, more = make([*([parent] if parent else []), trial.segment(seg.id)])
             stats.generated += [g for g in more.generated if g not in stats.generated]
             stats.seconds |= more.seconds
             score = _transition_scores(trial, arr, segments | {seg.id: made[seg.id]})[seg.id]

@@ -125,3 +125,37 @@ def test_regen_on_the_cluster_matches_regen_alone(
     again = render_many(songs[:1], settings, tmp_path / "ray", regen=("drive", 4321, False))
     changed = {s.id for s in again.jobs[0].segments if s.key in again.generated}
     assert changed == {"drive", "coda"}, "only the section and what continues it"
+
+
+def test_reroll_on_the_cluster(cluster: None, settings: Settings, tmp_path: Path) -> None:
+    """The planted-tone transition of tests/render/test_reroll.py, re-rolled through the cluster."""
+    import numpy as np
+
+    from composer.engine.types import Take
+    from composer.render.cache import SegmentCache
+    from composer.render.cluster import render_many
+    from tests.render.test_reroll import SONG
+
+    song = tmp_path / "two.yaml"
+    song.write_text(SONG)
+    out = tmp_path / "out"
+    first = render_many([song], settings, out)
+    transition = next(s for s in first.jobs[0].segments if s.id == "a--b")
+    cache = SegmentCache(out / "cache" / "segments")
+    real = cache.load(transition.key, transition)
+    assert real is not None
+    t = np.arange(real.audio.shape[1]) / real.sample_rate
+    tone = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None]
+    cache.store(Take(real.tokens, real.prompt_frames, tone, real.sample_rate, real.frame_rate, key=real.key,
+                     provenance=real.provenance))  # fmt: skip
+    import shutil
+
+    shutil.copytree(out, tmp_path / "solo")  # the same planted state, re-rolled in one process for reference
+    solo = render(song, settings, tmp_path / "solo", reroll=2)
+    clustered = render_many([song], settings, out, reroll=2)
+    job = clustered.jobs[0]
+    assert job.error is None and job.rerolls is not None
+    assert list(job.rerolls.tries) == ["a--b"] and job.rerolls.tries["a--b"][0]["score"] > 2.5
+    assert job.mix is not None and sha(job.mix) == sha(solo.folder / "mix.wav"), "the same seeds, the same mix"
+    manifest = (job.folder / "manifest.json").read_text()  # type: ignore[operator]
+    assert '"rerolls"' in manifest and all(k != transition.key for k in clustered.generated)
