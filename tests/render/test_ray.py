@@ -129,25 +129,16 @@ def test_regen_on_the_cluster_matches_regen_alone(
 
 def test_reroll_on_the_cluster(cluster: None, settings: Settings, tmp_path: Path) -> None:
     """The planted-tone transition of tests/render/test_reroll.py, re-rolled through the cluster."""
-    import numpy as np
 
-    from composer.engine.types import Take
-    from composer.render.cache import SegmentCache
     from composer.render.cluster import render_many
-    from tests.render.test_reroll import SONG
+    from tests.render.test_reroll import SONG, plant_tone
 
     song = tmp_path / "two.yaml"
     song.write_text(SONG)
     out = tmp_path / "out"
     first = render_many([song], settings, out)
     transition = next(s for s in first.jobs[0].segments if s.id == "a--b")
-    cache = SegmentCache(out / "cache" / "segments")
-    real = cache.load(transition.key, transition)
-    assert real is not None
-    t = np.arange(real.audio.shape[1]) / real.sample_rate
-    tone = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None]
-    cache.store(Take(real.tokens, real.prompt_frames, tone, real.sample_rate, real.frame_rate, key=real.key,
-                     provenance=real.provenance))  # fmt: skip
+    plant_tone(out, transition)
     import shutil
 
     shutil.copytree(out, tmp_path / "solo")  # the same planted state, re-rolled in one process for reference

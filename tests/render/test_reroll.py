@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from composer.assembly.seams import REROLL_ABOVE
 from composer.cli import app
 from composer.engine.types import Take
+from composer.plan import Segment
 from composer.render.cache import SegmentCache
 from composer.render.pipeline import render
 from composer.settings import Settings
@@ -28,6 +29,17 @@ sections:
 """
 
 
+def plant_tone(out: Path, transition: Segment) -> None:
+    """The transition's cache entry becomes a pure 1 kHz tone, nothing like the music around it."""
+    cache = SegmentCache(out / "cache" / "segments")
+    real = cache.load(transition.key, transition)
+    assert real is not None
+    t = np.arange(real.audio.shape[1]) / real.sample_rate
+    tone = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None]
+    cache.store(Take(real.tokens, real.prompt_frames, tone, real.sample_rate, real.frame_rate, key=real.key,
+                     provenance=real.provenance))  # fmt: skip
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -42,15 +54,8 @@ def test_a_planted_bad_transition_is_rerolled_and_nothing_else(settings: Setting
     assert all(set(s) >= {"score", "loudness_lu", "spectrum_db", "tempo_percent", "harmony", "ratios"} for s in seams)
     stems = {name: sha(first.folder / "stems" / "raw" / f"{name}.wav") for name in ("a", "b")}
 
-    # plant: the transition's cache entry becomes a pure 1 kHz tone, nothing like the music around it
     transition = first.plan.segment("a--b")
-    cache = SegmentCache(out / "cache" / "segments")
-    real = cache.load(transition.key, transition)
-    assert real is not None
-    t = np.arange(real.audio.shape[1]) / real.sample_rate
-    tone = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None]
-    cache.store(Take(real.tokens, real.prompt_frames, tone, real.sample_rate, real.frame_rate, key=real.key,
-                     provenance=real.provenance))  # fmt: skip
+    plant_tone(out, transition)
     planted = render(song, settings, out)
     planted_score = max(s["score"] for s in planted.manifest["seams"])
     assert planted_score > REROLL_ABOVE, "the planted tone stands out"
