@@ -132,7 +132,7 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
                 envelope[audio.shape[1] - n_out :] *= fade_curves(n_out, curve_out)[0]
         tracks.append(Track(seg.id, start, (audio * envelope).astype(np.float32), measured, gains))
     length = max(t.start + t.audio.shape[1] for t in tracks)
-    _fade_track_ends(tracks, length, int(round(arr.fade_in_s * rate)), int(round(arr.fade_out_s * rate)))
+    _fade_track_ends(tracks, length, _sample(arr.fade_in_s, rate), _sample(arr.fade_out_s, rate))
     return Assembly(rate, length, tracks, actual, alignment)
 
 

@@ -28,7 +28,6 @@ command is run again.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -41,8 +40,6 @@ from composer.plan import Segment, build_plan
 from composer.render.cache import SegmentCache
 from composer.render.run import RunStats
 from composer.settings import Settings
-
-log = logging.getLogger(__name__)
 
 MAX_RESTARTS = 3  # an actor that dies is started again this many times; its call is retried as often
 
@@ -121,10 +118,8 @@ class SegmentWorker:
         """Generate what is missing of ``segments`` (parents first; those are cache hits)."""
         from composer.render.run import render_segments
 
-        started = time.perf_counter()
         _, stats = render_segments(segments, self.settings, self.cache, opener=self._open)
-        return {"generated": stats.generated, "seconds": stats.seconds, "pid": os.getpid(),
-                "wall": time.perf_counter() - started}  # fmt: skip
+        return {"generated": stats.generated, "seconds": stats.seconds, "pid": os.getpid()}
 
     def ping(self) -> int:
         return os.getpid()
@@ -192,6 +187,7 @@ def render_many(
         A report; failed arrangements carry their error and the others their output folder.
     """
     import ray
+    import torch
 
     from composer.engine.models import ensure_available
     from composer.fsutil import filesystem_errors, output_tree
@@ -241,8 +237,6 @@ def render_many(
     options |= {"num_gpus": 1} if gpus else {"num_cpus": 1}
     worker: Any = ray.remote(**options)(SegmentWorker)
     marker = str(fault_marker) if fault_marker else None
-    import torch
-
     threads = torch.get_num_threads()
     workers: list[Any] = [worker.remote(settings, str(cache.root), threads, marker) for _ in range(count)]
     report = ClusterReport(jobs, [], 0.0)
@@ -290,8 +284,7 @@ def render_many(
                 job.rerolls = _reroll_on(job, workers[0], settings, out_root, cache, reroll, reroll_above, report,
                                          seconds)  # fmt: skip
             except (ComposerError, ray.exceptions.RayError) as exc:
-                job.error = _reason(exc) if isinstance(exc, ray.exceptions.RayError) else str(exc)
-                continue
+                job.error = _reason(exc)
     export = ray.remote(num_cpus=1, max_retries=MAX_RESTARTS)(_export)
     tasks = {}
     for job in jobs:
@@ -318,8 +311,9 @@ def render_many(
 
 
 def _reason(exc: Exception) -> str:
-    """What to tell the user about a failed cluster call: a composer error's own message, else its first line."""
-    cause = getattr(exc, "cause", None)
+    """What to tell the user about a failure: a composer error's own message (raised here or in a Ray
+    task), else the first line of what Ray reported."""
+    cause = exc if isinstance(exc, ComposerError) else getattr(exc, "cause", None)
     if isinstance(cause, ComposerError):
         return str(cause)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

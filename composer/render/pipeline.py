@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from composer.arrangement import Arrangement, load_arrangement
-from composer.assembly.seams import REROLL_ABOVE
+from composer.assembly.seams import REROLL_ABOVE, Rerolls
 from composer.engine.types import Take
 from composer.errors import ArrangementError, ComposerError, Problem
-from composer.export.write import Rerolls
 from composer.fsutil import DiskFullError, atomic_write_text, filesystem_errors, output_tree, remove_file
 from composer.plan import Plan, Segment, build_plan
 from composer.render.cache import SegmentCache
