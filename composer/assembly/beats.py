@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from composer.audio.dsp import frames
+
 if TYPE_CHECKING:
     from composer.arrangement.schema import Arrangement
     from composer.engine.types import Take
@@ -53,11 +55,7 @@ def onset_envelope(audio: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
     hop = max(1, int(round(HOP_S * rate)))
     size = 1 << int(np.ceil(np.log2(FRAME_S * rate)))
     padded = np.pad(mono, (size // 2, size // 2 + hop))
-    count = 1 + (padded.shape[0] - size) // hop
-    frames = np.lib.stride_tricks.as_strided(
-        padded, shape=(count, size), strides=(padded.strides[0] * hop, padded.strides[0])
-    )
-    spectrum = np.abs(np.fft.rfft(frames * np.hanning(size).astype(np.float32), axis=1))
+    spectrum = np.abs(np.fft.rfft(frames(padded, size, hop) * np.hanning(size).astype(np.float32), axis=1))
     logmag = np.log1p(1000.0 * spectrum)
     flux = np.maximum(np.diff(logmag, axis=0, prepend=logmag[:1]), 0.0)
     return _detrend(flux.sum(axis=1)), rate / hop

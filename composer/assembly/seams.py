@@ -21,6 +21,7 @@ import numpy as np
 
 from composer.assembly.beats import Alignment
 from composer.assembly.loudness import short_term_lufs
+from composer.audio.dsp import frames
 from composer.plan import Placement
 
 REROLL_ABOVE = 2.5  # a join scoring above this is worth another try
@@ -58,10 +59,7 @@ def _features(mono: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray, floa
     """Per frame: band levels in dB (24 log-spaced bands, 40 Hz-16 kHz) and a unit chroma vector."""
     size = 1 << int(np.ceil(np.log2(FRAME_S * rate)))
     hop = size // 2
-    count = max(0, 1 + (mono.shape[0] - size) // hop)
-    step = mono.strides[0]
-    frames = np.lib.stride_tricks.as_strided(mono, shape=(count, size), strides=(step * hop, step))
-    power = np.abs(np.fft.rfft(frames * np.hanning(size), axis=1)) ** 2
+    power = np.abs(np.fft.rfft(frames(mono, size, hop) * np.hanning(size), axis=1)) ** 2
     freqs = np.fft.rfftfreq(size, 1.0 / rate)
     edges = np.geomspace(40.0, min(16000.0, rate / 2 - 1), 25)
     band = np.searchsorted(edges, freqs) - 1

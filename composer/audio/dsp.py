@@ -42,6 +42,13 @@ def map_channels(fn: Callable[[np.ndarray], np.ndarray], audio: np.ndarray) -> n
         return np.stack(list(pool.map(fn, audio)))
 
 
+def frames(signal: np.ndarray, size: int, hop: int) -> np.ndarray:
+    """Overlapping frames of a 1-D signal, a read-only view (count, size); none when shorter than one frame."""
+    if signal.shape[0] < size:
+        return np.zeros((0, size), signal.dtype)
+    return np.lib.stride_tricks.sliding_window_view(signal, size)[::hop]
+
+
 def highpass(audio: np.ndarray, sample_rate: int, cutoff_hz: float = 20.0) -> np.ndarray:
     """Zero-phase 2nd-order Butterworth high-pass: removes DC offset and sub-sonic rumble.
 
