@@ -127,12 +127,6 @@ def section_parts(section: Section, styles: StyleLibrary) -> tuple[list[str], bo
     return (style.sentences(then=own) if style else own), bool(style and style.free_tempo)
 
 
-def section_text(arr: Arrangement, section: Section, styles: StyleLibrary) -> str:
-    """The full prompt for a section: style, prompt and extra as sentences, one tempo and one key."""
-    parts, free = section_parts(section, styles)
-    return compose(parts, arr.bpm, arr.key, free)
-
-
 def transition_text(arr: Arrangement, i: int, styles: StyleLibrary) -> str:
     """The prompt of the transition after section ``i``: its style (``transition.style``, else
     ``transitions.style``) or else the next section's words, then what a transition does."""
@@ -200,7 +194,7 @@ def build_plan(
         no downbeat to align)."""
         return arr.bar_s / 2 if arr.align_beats and not seamed and not beatless else 0.0
 
-    texts = [section_text(arr, s, styles) for s in arr.sections]
+    pieces = [section_parts(s, styles) for s in arr.sections]  # (prompt parts, free tempo) per section
     gen = arr.generation
 
     def model_fields(model: str) -> tuple[str, str]:
@@ -237,7 +231,7 @@ def build_plan(
         add(
             Segment(
                 id=sec.name, kind="stem", section=sec.name, model=model, repo_id=repo, revision=rev,
-                text=texts[i], seed=seed, take=take,
+                text=compose(pieces[i][0], arr.bpm, arr.key, pieces[i][1]), seed=seed, take=take,
                 sampling=Sampling(
                     cfg=o.cfg if o.cfg is not None else gen.cfg,
                     top_k=o.top_k if o.top_k is not None else gen.top_k,
@@ -245,7 +239,7 @@ def build_plan(
                     temperature=o.temperature if o.temperature is not None else gen.temperature,
                 ),
                 duration_s=(length := grid.length(sec.duration_s, sec.name)),
-                frames=frames_for(length + spare(continued(i), section_parts(sec, styles)[1])),
+                frames=frames_for(length + spare(continued(i), beatless=pieces[i][1])),
                 window_s=gen.window_s, stride_s=gen.stride_s,
                 prompt_from=prompt_from, prompt_s=arr.transitions.prompt_s if prompt_from else 0.0,
                 melody=melody, melody_sha256=melody_sha256,
