@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU check: one command on a bare GPU machine (see bench/gpu.py for what it measures).
 #
-#   bench/fetch_wheels.sh                     # here, once: the wheels the device image lacks, into .whl/
-#   device run, carry [".whl"]: bench/gpu_check.sh [--budget-s 420]
+#   bench/fetch_wheels.sh                # where pip can reach PyPI: the wheels a bare CUDA image lacks, into .whl/
+#   bench/gpu_check.sh [--budget-s 300]  # on the GPU machine, with .whl/ copied along (pytest ~75 s, then the budget)
 #
 # Writes into $OUT (else bench/results): gpu-<card>-<date>.json, pytest-gpu.log, gpu-check.log.
 set -uo pipefail

@@ -26,3 +26,17 @@ def test_gpu_check_quick_cpu_mode_writes_every_section(tmp_path: Path, monkeypat
     assert [(c["seconds_of_audio"], c["mode"]) for c in data["codec"]][:2] == [(1.0, "one-shot"), (1.0, "chunked")]
     assert set(data["targets"]) == set(TARGETS)
     assert data["profile_small_eager"] and data["profile_small_eager"][0]["self_ms"] >= 0
+
+
+def test_gpu_check_records_what_its_budget_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row that would not fit the time left is written as skipped, not run past the device's limit."""
+    import time
+
+    from bench.gpu import Run, decode_rows, settings_for
+
+    monkeypatch.chdir(REPO)
+    run = Run(tmp_path / "r.json", time.perf_counter(), budget_s=0.0)
+    settings = settings_for("tiny", "cpu", tmp_path / "models")
+    decode_rows("small", settings, 4, [1, 2], run, ["composer eager", "transformers generate"])
+    rows = json.loads((tmp_path / "r.json").read_text())["decoding_small"]
+    assert len(rows) == 6 and all(r["skipped"].startswith("budget") for r in rows)

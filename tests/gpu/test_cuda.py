@@ -81,12 +81,21 @@ def test_no_nan_over_a_30_s_generation(cache: Path, dtype: str) -> None:
 
 
 def test_memory_estimate_covers_the_measured_peak(small: LoadedModel) -> None:
+    """What a generation adds to the memory already held (weights, earlier graphs) is within the estimate.
+
+    The estimate leaves out the weights (``MemoryNeed.weights`` is 0 for a loaded model), so the peak is
+    measured above what was allocated before the call. On an H200 (2026-12-04) batch 1/3/5 at 30 s
+    grew 251/827/1403 MiB against estimates of 713/1337/1961 MiB.
+    """
     engine = wrap("fast", small, "graph")
     requests = [Request(TEXT, 30.0, i) for i in range(3)]
+    engine.generate(requests[:1])  # kernels and workspaces that any later call reuses
     torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     engine.generate(requests)
-    peak = torch.cuda.max_memory_allocated()
+    growth = torch.cuda.max_memory_allocated() - before
     need = engine.memory(requests)
-    assert peak <= need.total, (peak / 2**30, need)
-    assert need.total <= 2.5 * peak, "the estimate is not wildly pessimistic"
+    assert need.weights == 0
+    assert growth <= need.total, (growth / 2**30, need)
+    assert need.total <= 2.5 * growth, "the estimate is not wildly pessimistic"
