@@ -321,6 +321,7 @@ def _generate(
         "sample_rate": sample_rate, "bit_depth": bit_depth, "channels": result.channels,
         "frames": int(result.new_tokens.shape[1]),
         "device": str(lm.device), "dtype": result.provenance["dtype"], "engine": settings.engine,
+        "kernel": lm.kernel, "numerics": lm.numerics, "kernel_choice": lm.kernel_choice,
         "seconds_taken": round(elapsed, 3), "versions": _versions(),
     }  # fmt: skip
     from composer.audio.dsp import resample

@@ -16,7 +16,7 @@ from typing import Literal
 ModelSource = Literal["hub", "tiny", "random"]
 MODEL_SOURCES: tuple[str, ...] = ("hub", "tiny", "random")
 ENGINES: tuple[str, ...] = ("fast", "transformers")
-CPU_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32")
+CPU_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16", "int8")
 STEP_MODES: tuple[str, ...] = ("auto", "eager", "graph", "compile")
 CUDA_DTYPES: tuple[str, ...] = ("auto", "bfloat16", "float16")
 
@@ -41,7 +41,7 @@ class Settings:
     output_dir: Path  # root for render outputs
     engine: str = "fast"  # decoding loop: "fast" (composer's) or "transformers" (reference generate)
     batch_size: int = 4  # segments of one model generated together (fast engine)
-    cpu_dtype: str = "float16"  # LM decoder weights on CPU (memory-bound: half the bytes, ~3x the speed)
+    cpu_dtype: str = "auto"  # LM decoder kernel on CPU: auto (measured once per machine) or float32/.../int8
     cuda_dtype: str = (
         "auto"  # LM decoder on CUDA: auto (bf16 from compute capability 8.0, else fp16), bfloat16, float16
     )
@@ -80,7 +80,8 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     ``HF_HUB_CACHE`` overrides the hub folder inside it. ``HF_HUB_OFFLINE=1`` forbids downloads.
     ``COMPOSER_MODELS`` picks the model source (``hub``, ``tiny`` or ``random``), ``COMPOSER_DEVICE`` the
     device, ``COMPOSER_ENGINE`` the decoding loop, ``COMPOSER_BATCH`` how many segments run together and
-    ``COMPOSER_CPU_DTYPE`` the LM decoder's weight type on CPU, ``COMPOSER_STEP`` how the fast loop runs
+    ``COMPOSER_CPU_DTYPE`` the LM decoder's kernel on CPU (``auto``: the fastest measured here),
+    ``COMPOSER_STEP`` how the fast loop runs
     its decode step (``auto``, ``eager``, ``graph``, ``compile``), ``COMPOSER_CUDA_DTYPE`` the LM decoder's
     type on CUDA. ``COMPOSER_FAULT_AT`` is for tests:
     it makes a render signal itself at a named point (see :mod:`composer.faults`).
@@ -106,7 +107,7 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
         raise ValueError(f"COMPOSER_BATCH={env.get('COMPOSER_BATCH')!r}: expected a whole number") from None
     if not 1 <= batch_size <= 64:
         raise ValueError(f"COMPOSER_BATCH={batch_size}: expected 1..64")
-    cpu_dtype = (env.get("COMPOSER_CPU_DTYPE") or "float16").strip().lower()
+    cpu_dtype = (env.get("COMPOSER_CPU_DTYPE") or "auto").strip().lower()
     if cpu_dtype not in CPU_DTYPES:
         raise ValueError(f"COMPOSER_CPU_DTYPE={cpu_dtype!r}: expected one of {', '.join(CPU_DTYPES)}")
     cuda_dtype = (env.get("COMPOSER_CUDA_DTYPE") or "auto").strip().lower()

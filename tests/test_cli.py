@@ -225,7 +225,10 @@ def test_generate_format_options(tiny_env: Path, tmp_path: Path) -> None:
     assert info.samplerate == 48000 and info.subtype == "PCM_24" and info.frames == 48000
     record = json.loads(sidecar(out).read_text())
     assert record["sample_rate"] == 48000 and record["bit_depth"] == "24"
-    assert set(record["versions"]) == {"composer", "torch", "transformers"} and record["dtype"] == "float16"
+    assert set(record["versions"]) == {"composer", "torch", "transformers"}
+    assert record["kernel"] in ("float32", "bfloat16", "float16") and record["dtype"] == record["kernel"]
+    assert record["numerics"] == f"cpu-{record['kernel']}-k1"
+    assert record["kernel_choice"]["chosen"] in ("tuned", "cached")
     flac = runner.invoke(app, ["generate", "--prompt", "p", "-d", "1", "-o", str(tmp_path / "c.flac"),
                                "--bit-depth", "float"])  # fmt: skip
     assert flac.exit_code == 2 and "--bit-depth float" in flac.output

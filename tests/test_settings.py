@@ -43,7 +43,7 @@ def test_with_ignores_none(tmp_path: Path) -> None:
 
 def test_engine_batch_and_cpu_dtype(tmp_path: Path) -> None:
     s = load_settings(env={}, cwd=tmp_path)
-    assert (s.engine, s.batch_size, s.cpu_dtype) == ("fast", 4, "float16")
+    assert (s.engine, s.batch_size, s.cpu_dtype) == ("fast", 4, "auto")
     s = load_settings(env={"COMPOSER_ENGINE": "transformers", "COMPOSER_BATCH": "8", "COMPOSER_CPU_DTYPE": "float32"},
                       cwd=tmp_path)  # fmt: skip
     assert (s.engine, s.batch_size, s.cpu_dtype) == ("transformers", 8, "float32")

@@ -274,7 +274,8 @@ class EngineBase:
         """What made a take: model, revision, engine, device, dtype."""
         lm = self.lm
         return {"repo_id": lm.repo_id, "revision": lm.revision, "engine": self.name, "device": str(lm.device),
-                "dtype": str(lm.dtype).replace("torch.", ""), "channels": self.spec.channels}  # fmt: skip
+                "dtype": str(lm.dtype).replace("torch.", ""), "kernel": lm.kernel, "numerics": lm.numerics,
+                "kernel_choice": lm.kernel_choice, "channels": self.spec.channels}  # fmt: skip
 
     def unload(self) -> None:
         """Drop the weights and give memory back to the device."""

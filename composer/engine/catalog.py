@@ -12,7 +12,8 @@ COMFORTABLE_S = 60.0  # above this, VRAM (decode) and musical drift get uncomfor
 LONG_FORM_MAX_S = 300.0  # hard ceiling even when the user opts into long-form generation
 # Bumped when an engine would give other tokens for the same request (part of every cache key).
 # fast 2: static decode step, tie-ordered top-k candidates, float32 uniforms per segment.
-ENGINE_VERSIONS: dict[str, int] = {"fast": 2, "transformers": 1}
+# fast 3: products on fixed row chunks with packed CPU kernels, T5 on one thread.
+ENGINE_VERSIONS: dict[str, int] = {"fast": 3, "transformers": 1}
 
 
 @dataclass(frozen=True)

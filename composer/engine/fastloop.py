@@ -25,12 +25,14 @@ from its own random stream.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from composer.engine.types import Sampling
+from composer.engine.kernels import threads
+from composer.engine.sampling import Row, SamplingPlan, plan_sampling, round_up, sample_next, sampling_tensors
+from composer.engine.weights import decoder_weights, restore_weights
 from composer.errors import EngineError
 
 if TYPE_CHECKING:
@@ -44,100 +46,6 @@ POSITION_BUCKET = 64  # KV cache lengths are rounded up to this many positions
 TEXT_BUCKET = 64  # T5 states are padded to a multiple of this many tokens
 MIN_TEXT_LEN = 64
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before a CUDA graph is captured
-CANDIDATE_BUCKET = 64  # top-k candidate lists are this many long (rounded up)
-
-
-@dataclass(frozen=True)
-class Row:
-    """One segment window in a batch."""
-
-    text: str
-    prompt: np.ndarray  # (codebooks, prompt_frames), may have 0 frames
-    new_frames: int
-    seed: int
-    sampling: Sampling = field(default_factory=Sampling)
-    chroma: np.ndarray | None = None  # melody models: (frames, 12) one-hot chroma for this window
-
-
-@dataclass(frozen=True)
-class SamplingPlan:
-    """What a batch's sampling needs, decided once per batch on the CPU (no device sync per step)."""
-
-    guidance: bool  # any row uses classifier-free guidance (cfg > 1): rows are doubled
-    candidates: int  # tokens kept by top-k: the largest top-k in the batch, or the vocabulary
-    nucleus: bool  # any row uses top-p
-
-
-def plan_sampling(rows: list[Row], vocab: int) -> SamplingPlan:
-    """The batch-wide sampling plan for ``rows``."""
-    top_ks = [min(r.sampling.top_k, vocab) if r.sampling.top_k > 0 else vocab for r in rows]
-    # rounded up so that a candidate's numbers come from the same vectorised path whatever the batch
-    candidates = min(vocab, round_up(max(top_ks), CANDIDATE_BUCKET))
-    return SamplingPlan(any(r.sampling.cfg > 1 for r in rows), candidates, any(0 < r.sampling.top_p < 1 for r in rows))
-
-
-def sampling_tensors(rows: list[Row], vocab: int, device: Any) -> dict[str, torch.Tensor]:
-    """Per-row sampling settings as (B, 1, 1) tensors on ``device``."""
-    import torch
-
-    def col(values: list[float], dtype: Any = torch.float32) -> torch.Tensor:
-        return torch.tensor(values, dtype=dtype, device=device)[:, None, None]
-
-    s = [r.sampling for r in rows]
-    return {
-        "cfg": col([x.cfg for x in s]),
-        "guided": col([float(x.cfg > 1) for x in s]),
-        "temperature": col([x.temperature for x in s]),
-        "top_k": col([min(x.top_k, vocab) if x.top_k > 0 else vocab for x in s], torch.long),
-        "top_p": col([x.top_p if 0 < x.top_p < 1 else 2.0 for x in s]),  # 2: nothing is cut
-        "greedy": col([float(x.greedy) for x in s]),
-    }
-
-
-def sample_next(
-    logits: torch.Tensor, params: dict[str, torch.Tensor], uniforms: torch.Tensor, plan: SamplingPlan
-) -> torch.Tensor:
-    """Next codes (B, K) from logits (rows, K, V): guidance, temperature, top-k, top-p, inverse CDF.
-
-    The same order and semantics as transformers' processors (guidance, then temperature, then
-    top-k, then top-p). No data-dependent branch and no host sync: safe inside a captured graph.
-
-    Args:
-        logits: float32 logits; with ``plan.guidance`` the conditional rows first, then the unconditional.
-        params: from :func:`sampling_tensors`.
-        uniforms: (B, K) draws in [0, 1).
-        plan: from :func:`plan_sampling`.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    b = uniforms.shape[0]
-    if plan.guidance:
-        cond, uncond = logits[:b], logits[b:]
-        guided = uncond + (cond - uncond) * params["cfg"]
-        logits = torch.where(params["guided"] > 0, guided, cond)  # cfg <= 1: exactly the conditional logits
-    greedy = logits.argmax(-1)
-    scores = logits / params["temperature"]
-    top, index = scores.topk(plan.candidates, dim=-1)  # (B, K, C), sorted descending
-    # Equal scores are common (fp16 logits): order ties by code so the order never depends on how
-    # many candidates the batch carries, then keep every candidate scoring at least the k-th (as
-    # transformers' top-k does).
-    index, order = index.sort(-1)
-    top, order = top.gather(-1, order).sort(dim=-1, descending=True, stable=True)
-    index = index.gather(-1, order)
-    kth = top.gather(-1, params["top_k"].expand(-1, top.shape[1], 1) - 1)
-    top = top.masked_fill(top < kth, -float("inf"))
-    # Unnormalised weights relative to the best token and prefix sums only: a row's numbers do not
-    # depend on how many (masked) candidates the batch carries, so its draws are batch-independent.
-    weights = (top - top[..., :1]).exp()
-    cdf = weights.cumsum(-1)
-    if plan.nucleus:  # keep a token while the mass of the more likely ones is below top_p
-        before = F.pad(cdf[..., :-1], (1, 0))
-        weights = weights.masked_fill(before >= params["top_p"] * cdf[..., -1:], 0.0)
-        cdf = weights.cumsum(-1)
-    pick = (cdf < uniforms[:, :, None] * cdf[..., -1:]).sum(-1, keepdim=True).clamp(max=plan.candidates - 1)
-    sampled = index.gather(-1, pick)[..., 0]
-    return torch.where(params["greedy"][:, :, 0] > 0, greedy, sampled)
 
 
 @dataclass
@@ -164,7 +72,6 @@ class FastDecoder:
     def __init__(self, lm: LoadedModel):
         self.lm = lm
         model = lm.model
-        decoder = model.decoder.model.decoder
         config = model.decoder.config
         spec = lm.spec  # the checkpoint's facts, read once from its config
         self.k = spec.codebooks
@@ -174,14 +81,12 @@ class FastDecoder:
         self.vocab = spec.vocab
         self.pad = spec.pad
         self.device = lm.device
-        self.dtype = next(decoder.parameters()).dtype
-        self.layers = decoder.layers
+        self.w = decoder_weights(model, lm.kernel, lm.pad)  # packed for the CPU kernel, or views (CUDA)
+        self.dtype = self.w.dtype
+        self.layers = self.w.layers
         self.heads = spec.heads
         self.dim = spec.hidden
         self.head_dim = self.dim // self.heads
-        self.final_norm = decoder.layer_norm
-        self.positions = decoder.embed_positions.weights
-        self.embed, self.heads_w, self.qkv = share_weights(model)
         projected = model.text_encoder.config.hidden_size != config.hidden_size
         cross_size = getattr(config, "cross_attention_hidden_size", None)
         self.project = model.enc_to_dec_proj if projected and cross_size is None else None
@@ -196,15 +101,18 @@ class FastDecoder:
     def encode_text(self, text: str) -> torch.Tensor:
         """T5-encode and project one text: (S, D) in the decoder's dtype.
 
-        Texts are encoded one at a time and never padded (T5 is cheap next to decoding), so a
-        segment's conditioning is bit-identical whatever else is in the batch.
+        Texts are encoded one at a time and never padded (T5 is cheap next to decoding), and on the
+        CPU on one thread (a product split across threads can round differently), so a segment's
+        conditioning is bit-identical whatever else is in the batch and however many cores run it.
         """
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), threads(1 if self.device.type == "cpu" else torch.get_num_threads()):
             inputs = self.lm.tokenizer(text=[text], return_tensors="pt").to(self.device)
             states = self.lm.model.text_encoder(input_ids=inputs["input_ids"]).last_hidden_state.to(self.dtype)
-            return self.project(states)[0] if self.project is not None else states[0]
+            if self.project is not None:
+                states = self.project(states)
+            return states[0]
 
     def _cross(self, encoded: list[torch.Tensor], length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cross-attention keys/values (layers, B, H, S, hd) over states padded to ``length``, and the mask."""
@@ -216,8 +124,8 @@ class FastDecoder:
         for i, e in enumerate(encoded):
             states[i, : e.shape[0]] = e
             mask[i, ..., : e.shape[0]] = True
-        keys = torch.stack([self._split(layer.encoder_attn.k_proj(states)) for layer in self.layers])
-        values = torch.stack([self._split(layer.encoder_attn.v_proj(states)) for layer in self.layers])
+        keys = torch.stack([self._split(layer.cross_k(states)) for layer in self.layers])  # type: ignore[misc]
+        values = torch.stack([self._split(layer.cross_v(states)) for layer in self.layers])  # type: ignore[misc]
         return keys, values, mask
 
     # -- the loop -----------------------------------------------------------------------------
@@ -391,14 +299,13 @@ class FastDecoder:
         for i, (start, offset) in enumerate(zip(starts, offsets, strict=True)):
             if start + offset > 0:
                 groups.setdefault((offset, start), []).append(i)
-        k = state.filled.shape[1]
         for (_offset, start), members in groups.items():
             index = torch.tensor(members, device=self.device)
             rows = torch.cat([index, index + b]) if state.plan.guidance else index
             tokens = state.filled[index, :, :start]
             if state.plan.guidance:
                 tokens = torch.cat([tokens, tokens])
-            hidden = self.embed[torch.arange(k, device=self.device)[None, :, None], tokens].sum(1)
+            hidden = self._embed(tokens)
             if prefixes is not None:
                 prefix = [prefixes[i][0] for i in members]
                 if state.plan.guidance:
@@ -406,29 +313,41 @@ class FastDecoder:
                 hidden = torch.cat([torch.stack(prefix), hidden], dim=1)
             self._prefill_rows(hidden, rows, index, state)
 
+    def _norm(self, x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        return F.layer_norm(x, (self.dim,), norm[0], norm[1], self.w.eps)
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Sum of the codebooks' embeddings of ``tokens`` (rows, K, T), added in codebook order."""
+        hidden = self.w.embed[0][tokens[:, 0]]
+        for c in range(1, tokens.shape[1]):
+            hidden = hidden + self.w.embed[c][tokens[:, c]]
+        return hidden
+
     def _prefill_rows(self, hidden: torch.Tensor, rows: torch.Tensor, index: torch.Tensor, state: StepState) -> None:
         """A causal multi-position forward over embeddings ``hidden`` (n, T, D) writing the cache of ``rows``."""
         import torch.nn.functional as F
 
         n, steps, _ = hidden.shape
         cond = index.shape[0]
-        hidden = hidden + self.positions[:steps].to(hidden.dtype)
+        hidden = hidden + self.w.positions[:steps].to(hidden.dtype)
         for i, layer in enumerate(self.layers):
             residual = hidden
-            q, kk, v = F.linear(layer.self_attn_layer_norm(hidden), self.qkv[i]).split(self.dim, dim=-1)
+            q, kk, v = layer.qkv(self._norm(hidden, layer.norm_self)).split(self.dim, dim=-1)
             q, kk, v = self._split(q), self._split(kk), self._split(v)
             state.cache_k[i, rows, :, :steps] = kk
             state.cache_v[i, rows, :, :steps] = v
             attn = F.scaled_dot_product_attention(q, kk, v, is_causal=True)
-            hidden = residual + layer.self_attn.out_proj(attn.transpose(1, 2).reshape(n, steps, self.dim))
-            if not self.prefixed:
+            hidden = residual + layer.out(attn.transpose(1, 2).reshape(n, steps, self.dim))
+            if layer.cross_q is not None and layer.cross_out is not None and layer.norm_cross is not None:
                 hidden = hidden.clone()
-                qc = self._split(layer.encoder_attn.q_proj(layer.encoder_attn_layer_norm(hidden[:cond])))
+                qc = self._split(layer.cross_q(self._norm(hidden[:cond], layer.norm_cross)))
                 attn = F.scaled_dot_product_attention(
                     qc, state.cross_k[i, index], state.cross_v[i, index], attn_mask=state.cross_mask[index]
                 )
-                hidden[:cond] += layer.encoder_attn.out_proj(attn.transpose(1, 2).reshape(cond, steps, self.dim))
-            hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
+                hidden[:cond] += layer.cross_out(attn.transpose(1, 2).reshape(cond, steps, self.dim))
+            hidden = hidden + layer.fc2(self.w.activation(layer.fc1(self._norm(hidden, layer.norm_ffn))))
 
     def step(self, state: StepState, window: int | None = None) -> None:
         """One decoding step for every row: feed the code at ``pos``, sample ``pos + 1``, advance.
@@ -454,29 +373,29 @@ class FastDecoder:
         tokens = state.filled.gather(2, pos.view(b, 1, 1).expand(b, k, 1))  # (B, K, 1)
         if guidance:
             tokens = torch.cat([tokens, tokens])
-        hidden = self.embed[torch.arange(k, device=self.device)[None, :, None], tokens].sum(1)  # (rows, 1, D)
-        hidden = hidden + self.positions.index_select(0, pos_rows).to(hidden.dtype)[:, None]
+        hidden = self._embed(tokens)  # (rows, 1, D)
+        hidden = hidden + self.w.positions.index_select(0, pos_rows).to(hidden.dtype)[:, None]
         mask = (torch.arange(window, device=self.device) <= pos_rows[:, None]).view(n, 1, 1, window)
         where = pos_rows.view(n, 1, 1, 1).expand(n, self.heads, 1, self.head_dim)
         for i, layer in enumerate(self.layers):
             residual = hidden
-            q, kk, v = F.linear(layer.self_attn_layer_norm(hidden), self.qkv[i]).split(self.dim, dim=-1)
+            q, kk, v = layer.qkv(self._norm(hidden, layer.norm_self)).split(self.dim, dim=-1)
             state.cache_k[i].scatter_(2, where, self._split(kk))
             state.cache_v[i].scatter_(2, where, self._split(v))
             attn = F.scaled_dot_product_attention(
                 self._split(q), state.cache_k[i, :, :, :window], state.cache_v[i, :, :, :window], attn_mask=mask
             )
-            hidden = residual + layer.self_attn.out_proj(attn.transpose(1, 2).reshape(n, 1, self.dim))
-            if not self.prefixed:
-                qc = self._split(layer.encoder_attn.q_proj(layer.encoder_attn_layer_norm(hidden[:b])))
+            hidden = residual + layer.out(attn.transpose(1, 2).reshape(n, 1, self.dim))
+            if layer.cross_q is not None and layer.cross_out is not None and layer.norm_cross is not None:
+                qc = self._split(layer.cross_q(self._norm(hidden[:b], layer.norm_cross)))
                 attn = F.scaled_dot_product_attention(
                     qc, state.cross_k[i], state.cross_v[i], attn_mask=state.cross_mask
                 )
-                cross = layer.encoder_attn.out_proj(attn.transpose(1, 2).reshape(b, 1, self.dim))
+                cross = layer.cross_out(attn.transpose(1, 2).reshape(b, 1, self.dim))
                 hidden = hidden + (torch.cat([cross, torch.zeros_like(cross)]) if guidance else cross)
-            hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
-        last = self.final_norm(hidden[:, 0])  # (rows, D)
-        logits = torch.einsum("rd,kvd->rkv", last, self.heads_w).float()
+            hidden = hidden + layer.fc2(self.w.activation(layer.fc1(self._norm(hidden, layer.norm_ffn))))
+        last = self._norm(hidden[:, 0], self.w.final_norm)  # (rows, D)
+        logits = self.w.heads(last).view(n, k, self.vocab).float()
         nxt = (pos + 1).clamp(max=bucket - 1)
         at = nxt.view(b, 1, 1).expand(b, k, 1)
         uniforms = state.uniforms.gather(1, nxt.view(b, 1, 1).expand(b, 1, k))[:, 0]
@@ -514,10 +433,16 @@ class FastDecoder:
     def compile_step(self, **options: Any) -> Callable[[StepState], None]:
         """``torch.compile`` the step (fullgraph); :meth:`generate` uses it with ``mode="compile"``.
 
-        On CUDA, pass ``mode="reduce-overhead"`` to replay the step as a CUDA graph.
+        On CUDA, pass ``mode="reduce-overhead"`` to replay the step as a CUDA graph. Inductor fuses
+        and rounds in its own way (a cache key of its own) and lowers only plain products, so the
+        compiled step runs on the modules' weights, not on the CPU kernels' packed copies.
         """
         import torch
 
+        if self.w.kernel != "plain":
+            restore_weights(self.lm.model.decoder)
+            self.w = decoder_weights(self.lm.model, "plain")
+            self.layers = self.w.layers
         self.compiled = torch.compile(self.step, fullgraph=True, **options)  # window None: the whole bucket
         return self.compiled
 
@@ -553,47 +478,6 @@ class FastDecoder:
             draws = torch.rand((1 + row.prompt.shape[1] + row.new_frames + self.k, self.k), generator=gen)
             out.append(torch.cat([draws, torch.zeros(length - draws.shape[0], self.k)]))
         return torch.stack(out).to(self.device)
-
-
-def share_weights(model: Any) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """Stack embeddings and LM heads and fuse q/k/v, leaving the modules' weights as views of them.
-
-    The weights are then held once: the fast loop uses the stacked tensors, transformers' modules
-    (the reference engine) keep working on the same memory. Idempotent.
-
-    Returns:
-        (embeddings (K, V+1, D), LM heads (K, V, D), fused q/k/v per layer (3D, D)).
-    """
-    import torch
-
-    decoder = model.decoder.model.decoder
-    cached = getattr(decoder, "_composer_shared", None)
-    if cached is not None:
-        return cached
-
-    def stack(modules: list[Any]) -> torch.Tensor:
-        whole = torch.stack([m.weight.detach() for m in modules])
-        for i, m in enumerate(modules):
-            m.weight = torch.nn.Parameter(whole[i], requires_grad=False)
-        return whole
-
-    with torch.no_grad():
-        embed = stack(list(decoder.embed_tokens))
-        heads = stack(list(model.decoder.lm_heads))
-        qkv = []
-        for layer in decoder.layers:
-            parts = [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]
-            fused = torch.cat([p.weight.detach() for p in parts])
-            rows = parts[0].weight.shape[0]
-            for j, p in enumerate(parts):
-                p.weight = torch.nn.Parameter(fused[j * rows : (j + 1) * rows], requires_grad=False)
-            qkv.append(fused)
-    decoder._composer_shared = (embed, heads, qkv)
-    return embed, heads, qkv
-
-
-def round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
 
 
 def text_bucket(tokens: int) -> int:

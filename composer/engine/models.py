@@ -7,18 +7,21 @@ cache (``<cache>/hub``). With ``HF_HUB_OFFLINE=1`` (or tiny models) nothing touc
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS, alias_of, is_known_model
 from composer.engine.hf import quiet_transformers
+from composer.engine.kernels import activation_dtype
 from composer.engine.types import ModelSpec
 from composer.errors import ModelLoadingError
 from composer.settings import Settings
 
 if TYPE_CHECKING:
     import torch
+
+    from composer.engine.tune import Choice, DecoderShape
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,11 @@ class LoadedModel:
     model: Any  # transformers MusicgenForConditionalGeneration
     processor: Any  # transformers MusicgenProcessor
     device: torch.device
-    dtype: torch.dtype
+    dtype: torch.dtype  # the LM decoder's hidden states and KV cache
+    kernel: str = ""  # how its products run (composer.engine.kernels): "plain" on CUDA, else the CPU kernel
+    pad: bool = True  # CPU kernels: pad row chunks (composer.engine.tune found where it is not needed)
+    numerics: str = ""  # what decides its tokens besides the request: part of every cache key
+    kernel_choice: dict[str, Any] = field(default_factory=dict)  # how the CPU kernel was chosen (for records)
 
     @property
     def tokenizer(self) -> Any:
@@ -45,6 +52,10 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         self.spec = model_spec(self.model)
+        if not self.kernel:
+            self.kernel = "plain" if self.device.type == "cuda" else str(self.dtype).replace("torch.", "")
+        if not self.numerics:
+            self.numerics = f"{self.device.type}-{str(self.dtype).replace('torch.', '')}"
 
     @property
     def itemsize(self) -> int:
@@ -52,13 +63,14 @@ class LoadedModel:
         return 2 if str(self.dtype) in ("torch.float16", "torch.bfloat16") else 4
 
     def weight_bytes(self) -> int:
-        """Bytes of weights resident on the model's device (each storage counted once)."""
+        """Bytes of weights resident on the model's device (each storage counted once, packed ones too)."""
         seen: dict[int, int] = {}
         for p in self.model.parameters():
             if p.device == self.device:
                 storage = p.untyped_storage()
                 seen[storage.data_ptr()] = storage.nbytes()
-        return sum(seen.values())
+        packed = self.model.decoder.model.decoder.__dict__.get("_composer_weights", {})
+        return sum(seen.values()) + sum(w.nbytes() for k, w in packed.items() if k != "plain")
 
     def unload(self) -> None:
         """Drop the weights and give memory back to the device."""
@@ -151,9 +163,9 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     """Load a MusicGen checkpoint.
 
     On CUDA the LM decoder runs in bf16 where the GPU supports it (Ampere and newer, the RTX 3080
-    included), else fp16; EnCodec in fp16; T5 stays in fp32 (it overflows in fp16). On
-    CPU the LM decoder uses ``settings.cpu_dtype`` (default fp16: decoding is memory-bound, half the
-    bytes per step) and T5 and EnCodec stay in fp32.
+    included), else fp16; EnCodec in fp16; T5 stays in fp32 (it overflows in fp16). On the
+    CPU the LM decoder runs with the kernel :mod:`composer.engine.tune` measured to be fastest on this
+    machine (or ``COMPOSER_CPU_DTYPE``), and T5 and EnCodec stay in fp32.
 
     Args:
         name: small, medium, large or a hub repo id.
@@ -174,11 +186,20 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
         MusicgenProcessor,
     )
 
+    from composer.engine.tune import stamp
+
     device = pick_device(settings.device)
+    kernel, pad, numerics, note = "plain", True, "", {}
     if device.type == "cuda":
         dtype = cuda_dtype(device) if settings.cuda_dtype == "auto" else getattr(torch, settings.cuda_dtype)
     else:
-        dtype = getattr(torch, settings.cpu_dtype)
+        choice = cpu_choice(read_shape(repo_id, revision, settings.hub_cache), settings)
+        if choice.kernel == "auto":  # an unreadable config: no shape to tune for
+            log.warning("%s: no decoder shape in its config; running float32", repo_id)
+            choice = replace(choice, kernel="float32")
+        kernel, pad, numerics = choice.kernel, choice.pad, choice.numerics
+        note = stamp(choice)
+        dtype = activation_dtype(kernel)
     quiet_transformers()
     where: dict[str, Any] = {"cache_dir": settings.hub_cache, "local_files_only": True, "revision": revision}
     try:
@@ -211,7 +232,73 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     # and keeping its ~0.4 GB off the card leaves that memory to the decoder and EnCodec.
     _keep_text_encoder_on_cpu(model, device)
     log.info("loaded %s@%s on %s (%s)", repo_id, revision[:10], device, dtype)
-    return LoadedModel(name, repo_id, revision, settings.model_source, model, processor, device, dtype)
+    if settings.engine == "transformers":  # transformers' own products: other rounding, split across threads
+        numerics = reference_numerics(device, dtype)
+    return LoadedModel(name, repo_id, revision, settings.model_source, model, processor, device, dtype, kernel, pad,
+                       numerics, note)  # fmt: skip
+
+
+def reference_numerics(device: torch.device, dtype: torch.dtype) -> str:
+    """transformers' ``generate`` rounds with whatever BLAS picks for the thread count (CPU)."""
+    import torch
+
+    name = f"{device.type}-{str(dtype).replace('torch.', '')}-reference"
+    return f"{name}-t{torch.get_num_threads()}" if device.type == "cpu" else name
+
+
+def read_shape(repo_id: str, revision: str | None, hub_cache: Path) -> DecoderShape | None:
+    """The decoder shape of a cached checkpoint (None when it is not cached or unreadable)."""
+    import json
+
+    from composer.engine.tune import shape_of_config
+
+    if revision is None:
+        return None
+    config = hub_cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / revision / "config.json"
+    try:
+        return shape_of_config(json.loads(config.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+_CHOICES: dict[tuple[Any, ...], Choice] = {}
+
+
+def cpu_choice(shape: DecoderShape | None, settings: Settings) -> Choice:
+    """The CPU kernel for a decoder shape (tuned once per machine, see composer.engine.tune)."""
+    from composer.engine.tune import Choice, choose_kernel
+
+    if shape is None:  # not cached yet: only an explicit choice is known
+        return Choice(settings.cpu_dtype, True, True, "set", {})
+    key = (shape, settings.cpu_dtype, str(settings.cache_dir))
+    if key not in _CHOICES:
+        _CHOICES[key] = choose_kernel(shape, settings)
+    return _CHOICES[key]
+
+
+def numerics_for(name: str, settings: Settings) -> str:
+    """What decides a segment's tokens besides its request, for cache keys: device, type, kernel.
+
+    On the CPU this is the tuned (or set) kernel, e.g. ``cpu-bfloat16-k1``; on CUDA ``cuda-bfloat16``.
+    A kernel whose rounding depends on the thread count carries it (``-t8``), as does the reference
+    engine on the CPU.
+    """
+    import torch
+
+    device = pick_device(settings.device)
+    if device.type == "cuda":
+        try:
+            dtype = cuda_dtype(device) if settings.cuda_dtype == "auto" else getattr(torch, settings.cuda_dtype)
+        except (RuntimeError, AssertionError):  # no usable CUDA here after all: the load will say so
+            return "cuda-auto"
+        return reference_numerics(device, dtype) if settings.engine == "transformers" else f"cuda-{str(dtype)[6:]}"
+    repo_id = resolve_repo_id(name, settings)
+    choice = cpu_choice(read_shape(repo_id, cached_revision(repo_id, settings.hub_cache), settings.hub_cache), settings)
+    if choice.kernel == "auto":
+        return "cpu-auto"  # the checkpoint is not here yet: its key changes once it is (as its revision does)
+    if settings.engine == "transformers":
+        return reference_numerics(device, activation_dtype(choice.kernel))
+    return choice.numerics
 
 
 ARCHITECTURES = {"musicgen": "text", "musicgen_melody": "melody"}  # config model_type -> what composer runs

@@ -175,7 +175,9 @@ def _manifest(
             "cache_key": seg.key, "cache_hit": seg.id in stats.cached,
             "generate_seconds": round(stats.seconds[seg.id], 3) if seg.id in stats.seconds else None,
             "engine": cached.provenance.get("engine"), "device": cached.provenance.get("device"),
-            "dtype": cached.provenance.get("dtype"), "channels": cached.channels,
+            "dtype": cached.provenance.get("dtype"), "kernel": cached.provenance.get("kernel"),
+            "numerics": seg.numerics or cached.provenance.get("numerics"),
+            "kernel_choice": cached.provenance.get("kernel_choice"), "channels": cached.channels,
             "melody": seg.melody, "melody_sha256": seg.melody_sha256,
             "files": files.get(seg.id, {}),
         })  # fmt: skip

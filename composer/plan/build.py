@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -51,6 +51,7 @@ class Segment:
     key: str = ""  # content hash; depends on prompt_from's key
     melody: str | None = None  # reference audio whose chroma conditions this stem (melody models)
     melody_sha256: str | None = None  # its content hash: part of the key, the path is not
+    numerics: str = ""  # device, type and kernel its tokens come from (composer.engine.models.numerics_for)
 
     @property
     def prompt_frames(self) -> int:
@@ -177,7 +178,7 @@ def build_plan(
     Raises:
         ArrangementError: crossfades longer than the audio they join.
     """
-    from composer.engine.models import architecture, cached_revision, resolve_repo_id
+    from composer.engine.models import architecture, cached_revision, numerics_for, resolve_repo_id
 
     seeds = seeds or {}
     takes = takes or {}
@@ -204,7 +205,12 @@ def build_plan(
             architecture(model, repo, revision, settings.hub_cache)
         return repo, revision or "not-cached"
 
+    numerics: dict[str, str] = {}
+
     def add(seg: Segment) -> None:
+        if seg.model not in numerics:
+            numerics[seg.model] = numerics_for(seg.model, settings)
+        seg = replace(seg, numerics=numerics[seg.model])
         parent = next((s for s in segments if s.id == seg.prompt_from), None)
         payload = asdict(seg) | {"key": None, "id": None, "section": None, "take": None, "model": None}
         del payload["melody"]

@@ -72,6 +72,22 @@ class RunStats:
 Opener = Callable[[str, str, Settings], "Engine"]  # (engine name, model, settings) -> a loaded engine
 
 
+def check_numerics(segments: list[Segment], engine: Engine) -> None:
+    """Refuse to store tokens under keys planned for other numerics (another kernel, device or type).
+
+    Raises:
+        EngineError: the loaded engine computes differently from what the plan's cache keys promise
+            (e.g. a cluster node whose CPU tuned another kernel than the machine that planned).
+    """
+    numerics = getattr(engine.lm, "numerics", "")
+    wrong = [s.id for s in segments if s.numerics and numerics and s.numerics != numerics]
+    if wrong:
+        raise EngineError(
+            f"{', '.join(wrong)}: planned for {segments[0].numerics} but this machine's engine runs {numerics}; "
+            f"set COMPOSER_CPU_DTYPE (and COMPOSER_DEVICE) the same where the plan is made and where it runs"
+        )
+
+
 def render_segments(
     segments: list[Segment],
     settings: Settings,
@@ -121,6 +137,7 @@ def render_segments(
                     engine.unload()  # one model resident at a time
                 engine = opener(settings.engine, ready[0].model, settings)
             phase = [s for s in ready if s.repo_id == engine.lm.repo_id]
+            check_numerics(phase, engine)
             events.phase(engine.lm.repo_id, phase)
             # built once per phase (a melody reference is read once): every prompt is ready by now
             requests = {s.id: request_for(s, done) for s in phase}

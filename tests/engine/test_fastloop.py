@@ -12,6 +12,7 @@ from composer.engine.fastloop import FastDecoder, Row
 from composer.engine.models import LoadedModel
 from composer.engine.reference import capture_codes, captured_tokens
 from composer.engine.types import Sampling
+from composer.engine.weights import restore_weights
 
 TEXT = "dark industrial ebm with an analog bass sequence"
 
@@ -157,19 +158,21 @@ def test_compiled_step_is_one_graph_and_gives_the_eager_tokens(tiny_small_fp32: 
     assert np.array_equal(eager[1], reference_greedy(tiny_small_fp32, TEXT, rows[1].prompt, 280, 3.0))
 
 
-def test_weights_are_held_once(random_small: LoadedModel) -> None:
-    """After the fast loop is built, the decoder's memory is the checkpoint's, not 1.25x of it."""
+def test_weights_are_held_once_and_given_back(random_small: LoadedModel) -> None:
+    """On the CPU the products' weights are packed once and the modules' copies released, so the decoder
+    holds the checkpoint's bytes, not twice them; transformers' forward gets them back bit for bit."""
     model = random_small.model.decoder
     checkpoint = sum(p.numel() * p.element_size() for p in model.parameters())
+    sums = {n: p.double().sum().item() for n, p in model.named_parameters()}
+    whole = sum(p.numel() * p.element_size() for p in random_small.model.parameters())  # T5 and EnCodec too
     FastDecoder(random_small)
-    decoder = FastDecoder(random_small)  # a second build shares the first's tensors
-    storages = {}
-    tensors = [*model.parameters(), decoder.embed, decoder.heads_w, *decoder.qkv]
-    for t in tensors:
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
-    resident = sum(storages.values())
+    decoder = FastDecoder(random_small)  # a second build shares the first's packed weights
+    assert decoder.w.kernel == "float32" and decoder.w.heads.kernel == "float32"
+    resident = sum(p.numel() * p.element_size() for p in model.parameters()) + decoder.w.nbytes()
     assert abs(resident - checkpoint) <= 0.05 * checkpoint, (resident, checkpoint)
+    assert abs(random_small.weight_bytes() - whole) <= 0.05 * checkpoint  # packed bytes are counted
+    restore_weights(model)  # what a forward of transformers' decoder triggers first (a hook)
+    assert {n: p.double().sum().item() for n, p in model.named_parameters()} == sums
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from composer.engine.fastloop import Row, plan_sampling, sample_next, sampling_tensors
+from composer.engine.sampling import Row, plan_sampling, sample_next, sampling_tensors
 from composer.engine.types import Sampling
 
 VOCAB = 48

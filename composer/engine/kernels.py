@@ -1,0 +1,189 @@
+"""Matrix products whose result for a row depends on nothing but that row and the weights.
+
+BLAS libraries and oneDNN choose their blocking, their micro-kernels and whether to split a reduction
+across threads from the shape of the product and the number of threads. A row multiplied alone (a
+matrix-vector product) therefore rounds differently from the same row inside a batch of four, and
+a product on two threads can round differently from the same product on one. For sampled decoding
+that is enough to give a segment other music in other company, or on another machine size.
+
+So on the CPU every product of the decoder runs through a :class:`Linear`:
+
+- on chunks of exactly :data:`ROWS` rows (the last one padded with zeros): one shape per weight,
+  whatever the batch, the prompt length or the number of segments;
+- with the weight packed once into oneDNN's blocked layout (what ``torch.compile``'s CPU backend
+  does with frozen weights): no per-call repacking, and one fixed kernel per weight;
+- whose result does not depend on the thread count: checked for each kernel on the machine by
+  :func:`probe`, which :mod:`composer.engine.tune` runs before a kernel may be a default.
+
+Kernels: ``float32``, ``bfloat16``, ``float16`` (oneDNN packed weights, activations in that type) and
+``int8`` (weight-only int8 with one scale per output channel, bfloat16 activations,
+``torch._weight_int8pack_mm``). ``plain`` is ``F.linear`` on the weight as it is: CUDA (where the
+step is captured in a graph with fixed shapes) and CPUs where oneDNN packing is unavailable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+KERNEL_VERSION = 1  # bumped when a kernel would round differently (part of every cache key)
+ROWS = 16  # every CPU product runs on row chunks of exactly this many rows
+CPU_KERNELS: tuple[str, ...] = ("float32", "bfloat16", "float16", "int8")
+
+
+def activation_dtype(kernel: str) -> torch.dtype:
+    """The type of the hidden states (and the KV cache) with ``kernel``'s weights."""
+    import torch
+
+    return torch.bfloat16 if kernel == "int8" else getattr(torch, kernel)
+
+
+def packing_available(kernel: str) -> bool:
+    """Can this torch build pack weights for ``kernel`` on this CPU (oneDNN, or the int8 kernel)?"""
+    import torch
+
+    try:
+        weight = torch.zeros(ROWS, 32)
+        Linear(weight, kernel)(torch.zeros(1, 32))
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+    return True
+
+
+class Linear:
+    """``x @ weight.T`` (no bias) with the weight prepared for one kernel.
+
+    Args:
+        weight: (out_features, in_features), any float type; it is converted and packed (a copy on
+            the CPU, so the caller may free it).
+        kernel: one of :data:`CPU_KERNELS`, or "plain".
+        pad: pad the last chunk to :data:`ROWS` rows. Needed where the kernel's rounding depends on
+            how many rows it is given; :func:`probe` finds where it does not (then the tokens are
+            the same either way, and unpadded is faster for small batches).
+    """
+
+    def __init__(self, weight: torch.Tensor, kernel: str, pad: bool = True):
+        import torch
+
+        self.kernel = kernel
+        self.pad = pad
+        self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
+        self.device = weight.device
+        self.scales: torch.Tensor | None = None
+        if kernel == "plain":
+            self.weight = weight
+        elif kernel == "int8":
+            w = weight.detach().float()
+            scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+            self.weight = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()
+            self.scales = scale.to(torch.bfloat16)
+        elif kernel in CPU_KERNELS:
+            dense = weight.detach().to(getattr(torch, kernel)).contiguous()
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(dense, ROWS)
+        else:
+            raise ValueError(f"unknown kernel {kernel!r}")
+        self.dtype = weight.dtype if kernel == "plain" else activation_dtype(kernel)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the prepared weight takes."""
+        item = 1 if self.kernel == "int8" else (self.weight.element_size())
+        extra = self.scales.numel() * 2 if self.scales is not None else 0
+        return self.out_features * self.in_features * item + extra
+
+    def dense(self) -> torch.Tensor:
+        """The weight as a plain (out, in) tensor (int8: dequantised), to hand back to other code."""
+        if self.kernel == "plain":
+            return self.weight
+        if self.kernel == "int8":
+            assert self.scales is not None
+            return self.weight.float() * self.scales.float()[:, None]
+        return self.weight.to_dense()
+
+    def _chunk(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        if self.scales is not None:  # int8
+            return torch._weight_int8pack_mm(x, self.weight, self.scales)
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, None, "none", [], "")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
+        if self.kernel == "plain":
+            return F.linear(x, self.weight)
+        lead = x.shape[:-1]
+        rows = x.reshape(-1, self.in_features)
+        if rows.dtype != self.dtype:
+            rows = rows.to(self.dtype)
+        m = rows.shape[0]
+        if m != ROWS and self.pad:  # pad to whole chunks: every call of the kernel has the same shape
+            padded = -(-m // ROWS) * ROWS
+            rows = torch.cat([rows, rows.new_zeros(padded - m, self.in_features)])
+        if rows.shape[0] <= ROWS:
+            out = self._chunk(rows)
+        else:
+            out = torch.cat([self._chunk(rows[i : i + ROWS]) for i in range(0, rows.shape[0], ROWS)])
+        return out[:m].reshape(*lead, self.out_features)
+
+
+@contextlib.contextmanager
+def threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` intra-op threads, then restore the previous count."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def probe(
+    kernel: str, shapes: list[tuple[int, int]], thread_counts: list[int], pad: bool = True, seed: int = 0
+) -> dict[str, Any]:
+    """Check that ``kernel`` gives every row the same bits at every batch size, row position and thread count.
+
+    For each (out_features, in_features) in ``shapes``: random weights and 2 * ROWS + 3 random rows;
+    the reference is every row computed alone on one thread; then all rows together, rows in
+    reversed order, a row beside different rows, and (unpadded) the first m rows for every m up to
+    ROWS, at each of ``thread_counts``.
+
+    Returns:
+        {"invariant": bool, "failures": [descriptions]}.
+    """
+    import torch
+
+    failures: list[str] = []
+    gen = torch.Generator().manual_seed(seed)
+    for n, k in shapes:
+        weight = torch.randn(n, k, generator=gen) * k**-0.5
+        lin = Linear(weight, kernel, pad=pad)
+        x = torch.randn(2 * ROWS + 3, k, generator=gen).to(lin.dtype)
+        with threads(1):
+            alone = torch.cat([lin(x[i : i + 1]) for i in range(x.shape[0])])
+        for count in thread_counts:
+            with threads(count):
+                others = torch.randn(4, k, generator=gen).to(lin.dtype)
+                checks = [
+                    ("batched", lin(x)),
+                    ("reversed", lin(x.flip(0)).flip(0)),
+                    ("beside others", lin(torch.cat([x[:1], others]))[:1]),
+                ]
+                if not pad:
+                    checks += [(f"{m} rows", lin(x[:m])) for m in range(2, ROWS)]
+            for name, got in checks:
+                rows = got.shape[0]
+                if not torch.equal(got, alone[:rows]):
+                    bad = int((got != alone[:rows]).any(dim=1).sum())
+                    failures.append(f"{n}x{k} {name} on {count} thread(s): {bad} row(s) differ")
+    return {"invariant": not failures, "failures": failures}

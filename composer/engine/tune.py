@@ -1,0 +1,272 @@
+"""Which CPU kernel runs the LM decoder on this machine: measured here, cached, overridable.
+
+What is fastest depends on the processor (AVX2, AVX-512, bf16 and fp16 instructions, AMX), the
+memory bandwidth and the torch build, so composer does not guess: at the first use of a model shape
+on a machine it times the products of a decode step for each candidate kernel (float32, bfloat16,
+float16 weights; :mod:`composer.engine.kernels`) at batch 1 and at the batch renders use, checks with
+:func:`composer.engine.kernels.probe` that each gives every row the same bits in any batch and on any
+thread count, and keeps the fastest invariant one. The result is cached in the model cache
+(``composer-tuning.json``), keyed by processor, instruction set, torch version and model shape, so
+each machine measures once. ``COMPOSER_CPU_DTYPE`` overrides the choice; ``compose models tune``
+measures again.
+
+int8 weight-only is never chosen here: it is an explicit choice (``COMPOSER_CPU_DTYPE=int8``); the
+README gives its measured fidelity against float32.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from composer.engine.kernels import KERNEL_VERSION, Linear, packing_available, probe
+
+if TYPE_CHECKING:
+    from composer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CANDIDATES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+TUNE_VERSION = 1
+TUNE_BATCH = 4  # segments per batch the kernels are compared at (with batch 1): what renders run
+TUNING_FILE = "composer-tuning.json"
+WORKING_SET_BYTES = 1 << 30  # weights cycled through while timing: past the caches, like a real step
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    """What decides a decode step's products: widths, depth, vocabulary."""
+
+    hidden: int
+    ffn: int
+    layers: int
+    codebooks: int
+    vocab: int
+    cross: bool = True  # cross-attention to the text (melody models prepend it instead)
+
+    def products(self) -> list[tuple[int, int]]:
+        """(out, in) of the products one layer runs per step (cross k/v run once per segment)."""
+        d = self.hidden
+        per_layer = [(3 * d, d), (d, d), (self.ffn, d), (d, self.ffn)]
+        return per_layer + ([(d, d), (d, d)] if self.cross else [])
+
+    @property
+    def label(self) -> str:
+        return f"{self.hidden}x{self.layers} ffn {self.ffn} {self.codebooks}x{self.vocab}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The kernel for one model shape on this machine, and why."""
+
+    kernel: str
+    invariant: bool  # every row's bits independent of batch and thread count (probed)
+    pad: bool  # rows are padded to whole chunks (False where the probe showed no need)
+    how: str  # "tuned", "cached" or "set" (COMPOSER_CPU_DTYPE)
+    measured: dict[str, Any]  # the timings and probes behind it (empty when set explicitly)
+
+    @property
+    def numerics(self) -> str:
+        """What decides the tokens, for cache keys and records: e.g. ``cpu-bfloat16-k1``."""
+        base = f"cpu-{self.kernel}-k{KERNEL_VERSION}"
+        return base if self.invariant else f"{base}-t{_threads()}"  # then the thread count decides too
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+# -- the machine ----------------------------------------------------------------------------------
+def machine() -> dict[str, str]:
+    """Processor model, a digest of its instruction-set flags, and the torch build."""
+    import torch
+
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("", platform.processor(), platform.machine()):
+                model = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    onednn = getattr(torch.backends.mkldnn, "version", lambda: "")()
+    return {"cpu": model, "flags": hashlib.sha1(flags.encode()).hexdigest()[:12], "torch": torch.__version__,
+            "onednn": str(onednn)}  # fmt: skip
+
+
+def isa_summary() -> str:
+    """The vector and matrix extensions of this CPU that matter here (for records and benchmarks)."""
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_int8", "avx_vnni")
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return " ".join(f for f in wanted if f in flags)
+
+
+# -- the decision (pure) --------------------------------------------------------------------------
+def decide(measured: dict[str, dict[str, Any]]) -> tuple[str, bool]:
+    """The kernel to use from measurements: the fastest per segment at the render batch among those
+    the probe found invariant (any, if none is); ties within 3% go to the faster one at batch 1.
+
+    Args:
+        measured: kernel -> {"available": bool, "invariant": bool, "batch1_s": s, "batch_s": s, "batch": B},
+            step times in seconds for the whole step (the batch one for all B segments).
+
+    Returns:
+        (kernel, invariant).
+    """
+    usable = {k: m for k, m in measured.items() if m.get("available") and m.get("batch_s")}
+    if not usable:
+        return "float32", False
+    pool = {k: m for k, m in usable.items() if m.get("invariant")} or usable
+    best = min(m["batch_s"] / m["batch"] for m in pool.values())
+    close = [k for k, m in pool.items() if m["batch_s"] / m["batch"] <= best * 1.03]
+    kernel = min(close, key=lambda k: (pool[k]["batch1_s"], CANDIDATES.index(k) if k in CANDIDATES else 99))
+    return kernel, bool(pool[kernel].get("invariant"))
+
+
+# -- measuring ------------------------------------------------------------------------------------
+def time_products(
+    kernel: str, shape: DecoderShape, rows: list[int], pad: bool = True, repeats: int = 3
+) -> dict[int, float]:
+    """Seconds for the products of one decode step (all layers and the LM heads) at each row count.
+
+    Random weights at ``shape``; when all layers would exceed :data:`WORKING_SET_BYTES`, as many
+    layers as fit are cycled and the time scaled to the full depth. Best of ``repeats`` after a warm-up.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    per_layer = sum(n * k for n, k in shape.products()) * 4
+    layers = max(1, min(shape.layers, WORKING_SET_BYTES // per_layer))
+    built = []
+    for _ in range(layers):
+        built.append([Linear(torch.randn(n, k, generator=gen) * k**-0.5, kernel, pad=pad) for n, k in shape.products()])
+    heads = Linear(torch.randn(shape.codebooks * shape.vocab, shape.hidden, generator=gen), kernel, pad=pad)
+    dtype = heads.dtype
+    out: dict[int, float] = {}
+
+    def best_of(fn: Any) -> float:
+        fn()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    for count in rows:
+        x = {w: torch.randn(count, w, generator=gen).to(dtype) for w in {shape.hidden, shape.ffn}}
+        stack = best_of(lambda x=x: [lin(x[lin.in_features]) for layer in built for lin in layer])
+        out[count] = stack * shape.layers / layers + best_of(lambda x=x: heads(x[shape.hidden]))
+    return out
+
+
+def measure(shape: DecoderShape, batch: int, candidates: tuple[str, ...] = CANDIDATES) -> dict[str, dict[str, Any]]:
+    """Time and probe every candidate kernel at ``shape`` (batch 1 and ``batch`` segments, with guidance)."""
+    counts = sorted({1, 2, 3, 4, _threads()})
+    shapes = sorted(set(shape.products()) | {(shape.codebooks * shape.vocab, shape.hidden)})
+    results: dict[str, dict[str, Any]] = {}
+    for kernel in candidates:
+        if not packing_available(kernel):
+            results[kernel] = {"available": False}
+            continue
+        padded = probe(kernel, shapes, counts, pad=True)
+        unpadded = probe(kernel, shapes, counts, pad=False) if padded["invariant"] else {"invariant": False}
+        pad = not unpadded["invariant"]
+        times = time_products(kernel, shape, [2, 2 * batch], pad=pad)
+        results[kernel] = {
+            "available": True, "invariant": padded["invariant"], "pad": pad, "failures": padded["failures"][:5],
+            "batch1_s": round(times[2], 5), "batch_s": round(times[2 * batch], 5), "batch": batch,
+        }  # fmt: skip
+        log.info("tuning %s: %s", kernel, results[kernel])
+    return results
+
+
+# -- the cache ------------------------------------------------------------------------------------
+def tuning_key(shape: DecoderShape, batch: int) -> str:
+    m = machine()
+    build = f"torch {m['torch']}|onednn {m['onednn']}|k{KERNEL_VERSION}"
+    return f"{m['cpu']}|{m['flags']}|{build}|{shape.label}|batch {batch}"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("version") == TUNE_VERSION else {}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    from composer.fsutil import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def choose_kernel(shape: DecoderShape, settings: Settings, force: bool = False) -> Choice:
+    """The CPU kernel for ``shape``: ``COMPOSER_CPU_DTYPE`` when set, else the cached or a new tuning."""
+    if settings.cpu_dtype != "auto":
+        kernel = settings.cpu_dtype
+        known = _read(settings.cache_dir / TUNING_FILE).get("entries", {}).get(tuning_key(shape, TUNE_BATCH))
+        facts = (known or {}).get("measured", {}).get(kernel)
+        if facts is None:  # not measured here: probe it (fast), so the record says what it guarantees
+            shapes = sorted(set(shape.products()) | {(shape.codebooks * shape.vocab, shape.hidden)})
+            counts = sorted({1, 2, 3, 4, _threads()})
+            facts = {"invariant": packing_available(kernel) and probe(kernel, shapes, counts, pad=True)["invariant"],
+                     "pad": True}  # fmt: skip
+        return Choice(kernel, bool(facts.get("invariant")), bool(facts.get("pad", True)), "set", {})
+    path = settings.cache_dir / TUNING_FILE
+    data = _read(path) or {"version": TUNE_VERSION, "entries": {}}
+    key = tuning_key(shape, TUNE_BATCH)
+    entry = data["entries"].get(key)
+    if entry is None or force:
+        started = time.perf_counter()
+        measured = measure(shape, TUNE_BATCH)
+        kernel, invariant = decide(measured)
+        entry = {"kernel": kernel, "invariant": invariant, "pad": measured[kernel].get("pad", True),
+                 "measured": measured, "threads": _threads(), "isa": isa_summary(),
+                 "date": dt.date.today().isoformat(), "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+        data["entries"][key] = entry
+        try:
+            _write(path, data)
+        except OSError as exc:  # a read-only cache: tune again next time rather than fail the render
+            log.warning("could not save the CPU tuning to %s: %s", path, exc)
+        how = "tuned"
+    else:
+        how = "cached"
+    return Choice(entry["kernel"], bool(entry["invariant"]), bool(entry.get("pad", True)), how, entry["measured"])
+
+
+def shape_of_config(config: dict[str, Any]) -> DecoderShape:
+    """The decoder shape from a MusicGen checkpoint's config.json."""
+    d = config.get("decoder", config)
+    return DecoderShape(int(d["hidden_size"]), int(d["ffn_dim"]), int(d["num_hidden_layers"]),
+                        int(d["num_codebooks"]), int(d["vocab_size"]),
+                        cross=config.get("model_type") != "musicgen_melody")  # fmt: skip
+
+
+def stamp(choice: Choice) -> dict[str, Any]:
+    """What a record (manifest, generate's JSON) says about the kernel."""
+    note: dict[str, Any] = {"kernel": choice.kernel, "numerics": choice.numerics, "chosen": choice.how}
+    if choice.measured:
+        note["ms_per_step"] = {
+            k: {"batch_1": round(m["batch1_s"] * 1000, 1), f"batch_{m['batch']}": round(m["batch_s"] * 1000, 1)}
+            for k, m in choice.measured.items()
+            if m.get("available")
+        }
+    return note
