@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from composer.engine.models import LoadedModel
 
 StepMode = Literal["eager", "graph", "compile"]
+Windows = list[tuple[Any, int]]  # (row indices, or None for all rows; cache positions they attend over)
 RowProgress = Callable[[int, int, int], None]  # (row index, new frames done, new frames wanted)
 POSITION_BUCKET = 64  # KV cache lengths are rounded up to this many positions
 TEXT_BUCKET = 64  # T5 states are padded to a multiple of this many tokens
@@ -190,7 +191,6 @@ class FastDecoder:
             prefixes = [self._prefix(r, e) for r, e in zip(rows, encoded, strict=True)] if self.prefixed else None
             offsets = [p[0].shape[0] for p in prefixes] if prefixes else [0] * len(rows)
             state = self._state(rows, pattern, encoded, text_len, plan, offsets)
-            bucket = state.cache_k.shape[3]
             starts = [r.prompt.shape[1] for r in rows]  # each row feeds its last prompt position first
             self._prefill(state, starts, offsets, prefixes)
             ends = [o + s for o, s in zip(offsets, starts, strict=True)]  # cache position fed by the first step
@@ -203,8 +203,8 @@ class FastDecoder:
                     compiled(state)
                     on_step(s + 1, steps)
             else:
-                for s in range(steps):  # eager: attend only as far as the furthest row has come
-                    self.step(state, min(bucket, round_up(max(ends) + s + 1, POSITION_BUCKET)))
+                for s in range(steps):  # eager: each row attends only as far as it has come
+                    self.step(state, self._windows(state, ends, offsets, s))
                     on_step(s + 1, steps)
             filled = state.filled.cpu()
         out = []
@@ -349,7 +349,29 @@ class FastDecoder:
                 hidden[:cond] += layer.cross_out(attn.transpose(1, 2).reshape(cond, steps, self.dim))
             hidden = hidden + layer.fc2(self.w.activation(layer.fc1(self._norm(hidden, layer.norm_ffn))))
 
-    def step(self, state: StepState, window: int | None = None) -> None:
+    def _windows(self, state: StepState, ends: list[int], offsets: list[int], s: int) -> Windows:
+        """Which rows attend over how many cache positions at step ``s`` (eager steps).
+
+        A row's window is its own position rounded up to :data:`POSITION_BUCKET`, never the batch's
+        furthest row: attention over a longer, masked cache can round differently (fp16 on CPU
+        does), and a row's numbers must not depend on its company.
+        """
+        import torch
+
+        b, cache_len, bucket = len(ends), state.cache_k.shape[3], state.filled.shape[2]
+        windows: dict[int, list[int]] = {}
+        for i in range(b):
+            position = min(ends[i] + s, offsets[i] + bucket - 1)
+            windows.setdefault(min(cache_len, round_up(position + 1, POSITION_BUCKET)), []).append(i)
+        if len(windows) == 1:
+            return [(None, next(iter(windows)))]
+        guidance = state.plan.guidance
+        return [
+            (torch.tensor(rows + [r + b for r in rows] if guidance else rows, device=self.device), w)
+            for w, rows in windows.items()
+        ]
+
+    def step(self, state: StepState, windows: Windows | None = None) -> None:
         """One decoding step for every row: feed the code at ``pos``, sample ``pos + 1``, advance.
 
         Only tensor operations with fixed shapes (no ``.item()``, no Python branch on device values), so
@@ -357,15 +379,16 @@ class FastDecoder:
 
         Args:
             state: the batch's buffers, updated in place.
-            window: attend to the first ``window`` cache positions only (eager; must cover every
-                row's position); None: the whole bucket (fixed shapes).
+            windows: (rows, positions) pairs: those rows (None: all) attend to the first ``positions``
+                cache positions only (eager; from :meth:`_windows`); None: every row attends over
+                the whole cache (fixed shapes: compiled and captured steps).
         """
         import torch
         import torch.nn.functional as F
 
         b, k, bucket = state.filled.shape
         guidance = state.plan.guidance
-        window = state.cache_k.shape[3] if window is None else window
+        windows = windows or [(None, state.cache_k.shape[3])]
         pos = state.pos  # code positions; the cache position adds the row's conditioning prefix
         at_cache = pos + state.offset
         pos_rows = torch.cat([at_cache, at_cache]) if guidance else at_cache
@@ -375,16 +398,30 @@ class FastDecoder:
             tokens = torch.cat([tokens, tokens])
         hidden = self._embed(tokens)  # (rows, 1, D)
         hidden = hidden + self.w.positions.index_select(0, pos_rows).to(hidden.dtype)[:, None]
-        mask = (torch.arange(window, device=self.device) <= pos_rows[:, None]).view(n, 1, 1, window)
-        where = pos_rows.view(n, 1, 1, 1).expand(n, self.heads, 1, self.head_dim)
+        masks = []
+        for rows, w in windows:
+            at = pos_rows if rows is None else pos_rows[rows]
+            masks.append((torch.arange(w, device=self.device) <= at[:, None]).view(at.shape[0], 1, 1, w))
+        # where each row's new key/value goes: (row, head, its own position); an index_put writes just
+        # those n x heads vectors (a scatter_ along the position axis copied the whole cache)
+        where = (torch.arange(n, device=self.device)[:, None], torch.arange(self.heads, device=self.device)[None, :],
+                 pos_rows[:, None])  # fmt: skip
         for i, layer in enumerate(self.layers):
             residual = hidden
             q, kk, v = layer.qkv(self._norm(hidden, layer.norm_self)).split(self.dim, dim=-1)
-            state.cache_k[i].scatter_(2, where, self._split(kk))
-            state.cache_v[i].scatter_(2, where, self._split(v))
-            attn = F.scaled_dot_product_attention(
-                self._split(q), state.cache_k[i, :, :, :window], state.cache_v[i, :, :, :window], attn_mask=mask
-            )
+            state.cache_k[i].index_put_(where, kk.view(n, self.heads, self.head_dim))
+            state.cache_v[i].index_put_(where, v.view(n, self.heads, self.head_dim))
+            q = self._split(q)
+            if len(windows) == 1:
+                w = windows[0][1]
+                attn = F.scaled_dot_product_attention(
+                    q, state.cache_k[i, :, :, :w], state.cache_v[i, :, :, :w], attn_mask=masks[0]
+                )
+            else:
+                attn = torch.empty_like(q)
+                for (rows, w), mask in zip(windows, masks, strict=True):
+                    keys, values = state.cache_k[i, rows, :, :w], state.cache_v[i, rows, :, :w]
+                    attn[rows] = F.scaled_dot_product_attention(q[rows], keys, values, attn_mask=mask)
             hidden = residual + layer.out(attn.transpose(1, 2).reshape(n, 1, self.dim))
             if layer.cross_q is not None and layer.cross_out is not None and layer.norm_cross is not None:
                 qc = self._split(layer.cross_q(self._norm(hidden[:b], layer.norm_cross)))

@@ -91,8 +91,16 @@ def ensure_synthetic_model(kind: str, alias: str, hub_cache: Path, rebuild: bool
     return repo_id
 
 
-def build_model(kind: str, alias: str) -> tuple[Any, Any]:
-    """A random-weight MusicGen (transformers model, processor) of the ``kind`` and ``alias`` shape."""
+def build_model(
+    kind: str, alias: str, decoder: tuple[int, int, int, int] | None = None, seed: int = 0
+) -> tuple[Any, Any]:
+    """A random-weight MusicGen (transformers model, processor) of the ``kind`` and ``alias`` shape.
+
+    Args:
+        decoder: (hidden, layers, heads, ffn) instead of the alias's decoder shape (tests: the real
+            widths of musicgen-small with two layers, beside the tiny text encoder and codec).
+        seed: added to the weights' seed.
+    """
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import (
@@ -124,7 +132,7 @@ def build_model(kind: str, alias: str) -> tuple[Any, Any]:
 
     tiny = kind == "tiny"
     info = MODELS[alias]
-    hidden, layers, heads, ffn = (TINY_SHAPES if tiny else REAL_SHAPES)[info.size]
+    hidden, layers, heads, ffn = decoder or (TINY_SHAPES if tiny else REAL_SHAPES)[info.size]
     # random kind: T5-base text encoder and the 32 kHz EnCodec of the published musicgen-* checkpoints
     t5: dict[str, Any] = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4}
     codec_shape: dict[str, Any] = {"num_filters": 4, "hidden_size": 16, "codebook_dim": 16, "num_lstm_layers": 1}
@@ -153,7 +161,7 @@ def build_model(kind: str, alias: str) -> tuple[Any, Any]:
         config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=MusicgenDecoderConfig(**shape))
         model_class = MusicgenForConditionalGeneration
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1234 + len(alias))
+        torch.manual_seed(1234 + len(alias) + seed)
         model = model_class(config).eval()
         # EnCodec codebooks start as zero buffers (real ones are learned by k-means): give them
         # random entries, or every code would decode to the same sound.
