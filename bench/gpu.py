@@ -136,6 +136,8 @@ def decode_rows(alias: str, settings: Any, frames: int, batches: list[int], run:
         for batch in batches:
             if fits(engine, dtype, batch):
                 record(engine, dtype, batch, composer(mode, batch))
+                rows[-1]["numerics"] = lm.numerics
+                run.save(f"decoding_{alias}", rows)
 
     def transformers(batch: int) -> float:
         inputs = lm.tokenizer(text=[TEXT] * batch, padding=True, return_tensors="pt").to(lm.device)

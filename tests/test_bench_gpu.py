@@ -20,7 +20,11 @@ def test_gpu_check_quick_cpu_mode_writes_every_section(tmp_path: Path, monkeypat
     assert len(files) == 1 and json.loads(files[0].read_text()) == data
     for alias in ("small", "medium"):
         engines = {(r["engine"], r["dtype"], r["batch"]) for r in data[f"decoding_{alias}"]}
-        assert ("composer eager", "float16", 1) in engines and ("transformers generate", "float32", 1) in engines
+        # composer's dtype on CPU is what the machine's tuner chose; the rows name it
+        assert {("composer eager", 1), ("transformers generate", 1)} <= {(e, b) for e, _, b in engines}
+        assert ("transformers generate", "float32", 1) in engines
+        ours = [r for r in data[f"decoding_{alias}"] if r["engine"] == "composer eager"]
+        assert all(r["numerics"].startswith("cpu-") for r in ours)
         assert all(r["steps_per_s"] > 0 for r in data[f"decoding_{alias}"] if "seconds" in r)
     assert data["render"]["length_s"] > 0 and sum(p["segments"] for p in data["render"]["phases"]) == 4
     assert [(c["seconds_of_audio"], c["mode"]) for c in data["codec"]][:2] == [(1.0, "one-shot"), (1.0, "chunked")]
