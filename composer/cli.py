@@ -553,6 +553,42 @@ def models_list(models: ModelsOpt = None) -> None:
             typer.echo(f"{item.repo_id:<36} {item.size_bytes / 1e9:8.3f} GB  rev {item.revision[:10]}")
 
 
+@models_app.command("tune")
+def models_tune(
+    names: Annotated[list[str], typer.Argument(help="small, medium, large or repo ids.", show_default=False)],
+    models: ModelsOpt = None,
+) -> None:
+    """Measure again which CPU kernel decodes fastest here, and show every kernel's timings.
+
+    composer measures this once per machine and model shape at first use and keeps it in the model
+    cache (composer-tuning.json); run this after a torch upgrade, or to see the numbers.
+    COMPOSER_CPU_DTYPE (auto by default) overrides the choice.
+    """
+    from dataclasses import replace
+
+    from composer.engine.models import cached_revision, read_shape, resolve_repo_id
+    from composer.engine.tune import choose_kernel, isa_summary, machine, score
+
+    with _user_errors():
+        settings = _settings(models)
+        cpu = machine()["cpu"]
+        typer.echo(f"{cpu} ({isa_summary() or 'no AVX2'}), {settings.cache_dir / 'composer-tuning.json'}")
+        for name in names:
+            repo_id = resolve_repo_id(name, settings)
+            shape = read_shape(repo_id, cached_revision(repo_id, settings.hub_cache), settings.hub_cache)
+            if shape is None:
+                raise ComposerError(f"{repo_id} is not in {settings.hub_cache}; run `compose models pull {name}`")
+            choice = choose_kernel(shape, replace(settings, cpu_dtype="auto"), force=True)
+            typer.echo(f"{repo_id}: {choice.kernel}, {choice.rows}-row chunks ({choice.numerics})")
+            for variant, m in sorted(choice.measured.items()):
+                if not m.get("available"):
+                    typer.echo(f"  {variant:<14} not available on this CPU/torch build")
+                    continue
+                typer.echo(f"  {variant:<14} batch 1 {m['batch1_s'] * 1000:7.1f} ms  batch {m['batch']} "
+                           f"{m['batch_s'] * 1000:7.1f} ms  per segment {score(m) * 1000:7.1f} ms  "
+                           f"{'invariant' if m['invariant'] else 'varies with batch/threads'}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point for the `compose` script and `python -m composer`."""
     app(args=argv, prog_name="compose")

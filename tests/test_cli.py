@@ -227,7 +227,8 @@ def test_generate_format_options(tiny_env: Path, tmp_path: Path) -> None:
     assert record["sample_rate"] == 48000 and record["bit_depth"] == "24"
     assert set(record["versions"]) == {"composer", "torch", "transformers"}
     assert record["kernel"] in ("float32", "bfloat16", "float16") and record["dtype"] == record["kernel"]
-    assert record["numerics"] == f"cpu-{record['kernel']}-k1"
+    rows = record["kernel_choice"]["rows"]
+    assert rows in (2, 16) and record["numerics"] == f"cpu-{record['kernel']}-r{rows}-k1"
     assert record["kernel_choice"]["chosen"] in ("tuned", "cached")
     flac = runner.invoke(app, ["generate", "--prompt", "p", "-d", "1", "-o", str(tmp_path / "c.flac"),
                                "--bit-depth", "float"])  # fmt: skip

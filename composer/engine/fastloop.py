@@ -82,7 +82,7 @@ class FastDecoder:
         self.vocab = spec.vocab
         self.pad = spec.pad
         self.device = lm.device
-        self.w = decoder_weights(model, lm.kernel, lm.pad)  # packed for the CPU kernel, or views (CUDA)
+        self.w = decoder_weights(model, lm.kernel, lm.pad, lm.rows)  # packed for the CPU kernel, or views (CUDA)
         self.dtype = self.w.dtype
         self.layers = self.w.layers
         self.heads = spec.heads

@@ -8,8 +8,11 @@ that is enough to give a segment other music in other company, or on another mac
 
 So on the CPU every product of the decoder runs through a :class:`Linear`:
 
-- on chunks of exactly :data:`ROWS` rows (the last one padded with zeros): one shape per weight,
-  whatever the batch, the prompt length or the number of segments;
+- on chunks of a fixed number of rows (the last one padded with zeros): one shape per weight,
+  whatever the batch, the prompt length or the number of segments. The chunk size is part of the
+  kernel's numerics: 16 rows (:data:`ROWS`) serve up to eight segments with guidance in one pass
+  over the weights; 2 rows (one segment with guidance) cost less arithmetic at batch 1, which is
+  what matters where float32 is the only fast type (:mod:`composer.engine.tune` measures both);
 - with the weight packed once into oneDNN's blocked layout (what ``torch.compile``'s CPU backend
   does with frozen weights): no per-call repacking, and one fixed kernel per weight;
 - whose result does not depend on the thread count: checked for each kernel on the machine by
@@ -31,7 +34,8 @@ if TYPE_CHECKING:
     import torch
 
 KERNEL_VERSION = 1  # bumped when a kernel would round differently (part of every cache key)
-ROWS = 16  # every CPU product runs on row chunks of exactly this many rows
+ROWS = 16  # the default chunk: every CPU product runs on row chunks of exactly this many rows
+CHUNKS: tuple[int, ...] = (2, 16)  # chunk sizes the tuner compares: 2 = one segment with guidance
 CPU_KERNELS: tuple[str, ...] = ("float32", "bfloat16", "float16", "int8")
 
 
@@ -61,16 +65,18 @@ class Linear:
         weight: (out_features, in_features), any float type; it is converted and packed (a copy on
             the CPU, so the caller may free it).
         kernel: one of :data:`CPU_KERNELS`, or "plain".
-        pad: pad the last chunk to :data:`ROWS` rows. Needed where the kernel's rounding depends on
+        pad: pad the last chunk to ``rows`` rows. Needed where the kernel's rounding depends on
             how many rows it is given; :func:`probe` finds where it does not (then the tokens are
             the same either way, and unpadded is faster for small batches).
+        rows: the chunk size (one of :data:`CHUNKS`).
     """
 
-    def __init__(self, weight: torch.Tensor, kernel: str, pad: bool = True):
+    def __init__(self, weight: torch.Tensor, kernel: str, pad: bool = True, rows: int = ROWS):
         import torch
 
         self.kernel = kernel
         self.pad = pad
+        self.rows = rows
         self.out_features, self.in_features = int(weight.shape[0]), int(weight.shape[1])
         self.device = weight.device
         self.scales: torch.Tensor | None = None
@@ -83,7 +89,7 @@ class Linear:
             self.scales = scale.to(torch.bfloat16)
         elif kernel in CPU_KERNELS:
             dense = weight.detach().to(getattr(torch, kernel)).contiguous()
-            self.weight = torch.ops.mkldnn._reorder_linear_weight(dense, ROWS)
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(dense, rows)
         else:
             raise ValueError(f"unknown kernel {kernel!r}")
         self.dtype = weight.dtype if kernel == "plain" else activation_dtype(kernel)
@@ -121,14 +127,13 @@ class Linear:
         rows = x.reshape(-1, self.in_features)
         if rows.dtype != self.dtype:
             rows = rows.to(self.dtype)
-        m = rows.shape[0]
-        if m != ROWS and self.pad:  # pad to whole chunks: every call of the kernel has the same shape
-            padded = -(-m // ROWS) * ROWS
-            rows = torch.cat([rows, rows.new_zeros(padded - m, self.in_features)])
-        if rows.shape[0] <= ROWS:
+        m, chunk = rows.shape[0], self.rows
+        if m % chunk and self.pad:  # pad to whole chunks: every call of the kernel has the same shape
+            rows = torch.cat([rows, rows.new_zeros(-m % chunk, self.in_features)])
+        if rows.shape[0] <= chunk:
             out = self._chunk(rows)
         else:
-            out = torch.cat([self._chunk(rows[i : i + ROWS]) for i in range(0, rows.shape[0], ROWS)])
+            out = torch.cat([self._chunk(rows[i : i + chunk]) for i in range(0, rows.shape[0], chunk)])
         return out[:m].reshape(*lead, self.out_features)
 
 
@@ -149,14 +154,19 @@ def threads(count: int) -> Iterator[None]:
 
 
 def probe(
-    kernel: str, shapes: list[tuple[int, int]], thread_counts: list[int], pad: bool = True, seed: int = 0
+    kernel: str,
+    shapes: list[tuple[int, int]],
+    thread_counts: list[int],
+    pad: bool = True,
+    seed: int = 0,
+    rows: int = ROWS,
 ) -> dict[str, Any]:
     """Check that ``kernel`` gives every row the same bits at every batch size, row position and thread count.
 
-    For each (out_features, in_features) in ``shapes``: random weights and 2 * ROWS + 3 random rows;
-    the reference is every row computed alone on one thread; then all rows together, rows in
-    reversed order, a row beside different rows, and (unpadded) the first m rows for every m up to
-    ROWS, at each of ``thread_counts``.
+    For each (out_features, in_features) in ``shapes``: random weights and 2 * ROWS + 3 random rows
+    (ROWS or ``rows``, the larger); the reference is every row computed alone on one thread; then all
+    rows together, rows in reversed order, a row beside different rows, and (unpadded) the first m
+    rows for every m up to that size, at each of ``thread_counts``.
 
     Returns:
         {"invariant": bool, "failures": [descriptions]}.
@@ -167,8 +177,8 @@ def probe(
     gen = torch.Generator().manual_seed(seed)
     for n, k in shapes:
         weight = torch.randn(n, k, generator=gen) * k**-0.5
-        lin = Linear(weight, kernel, pad=pad)
-        x = torch.randn(2 * ROWS + 3, k, generator=gen).to(lin.dtype)
+        lin = Linear(weight, kernel, pad=pad, rows=rows)
+        x = torch.randn(2 * max(rows, ROWS) + 3, k, generator=gen).to(lin.dtype)
         with threads(1):
             alone = torch.cat([lin(x[i : i + 1]) for i in range(x.shape[0])])
         for count in thread_counts:
@@ -180,7 +190,7 @@ def probe(
                     ("beside others", lin(torch.cat([x[:1], others]))[:1]),
                 ]
                 if not pad:
-                    checks += [(f"{m} rows", lin(x[:m])) for m in range(2, ROWS)]
+                    checks += [(f"{m} rows", lin(x[:m])) for m in range(2, max(rows, ROWS))]
             for name, got in checks:
                 rows = got.shape[0]
                 if not torch.equal(got, alone[:rows]):

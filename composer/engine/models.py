@@ -40,6 +40,7 @@ class LoadedModel:
     dtype: torch.dtype  # the LM decoder's hidden states and KV cache
     kernel: str = ""  # how its products run (composer.engine.kernels): "plain" on CUDA, else the CPU kernel
     pad: bool = True  # CPU kernels: pad row chunks (composer.engine.tune found where it is not needed)
+    rows: int = 16  # CPU kernels: rows per chunk (composer.engine.kernels.CHUNKS)
     numerics: str = ""  # what decides its tokens besides the request: part of every cache key
     kernel_choice: dict[str, Any] = field(default_factory=dict)  # how the CPU kernel was chosen (for records)
 
@@ -189,7 +190,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     from composer.engine.tune import stamp
 
     device = pick_device(settings.device)
-    kernel, pad, numerics, note = "plain", True, "", {}
+    kernel, pad, rows, numerics, note = "plain", True, 16, "", {}
     if device.type == "cuda":
         dtype = cuda_dtype(device) if settings.cuda_dtype == "auto" else getattr(torch, settings.cuda_dtype)
     else:
@@ -197,7 +198,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
         if choice.kernel == "auto":  # an unreadable config: no shape to tune for
             log.warning("%s: no decoder shape in its config; running float32", repo_id)
             choice = replace(choice, kernel="float32")
-        kernel, pad, numerics = choice.kernel, choice.pad, choice.numerics
+        kernel, pad, rows, numerics = choice.kernel, choice.pad, choice.rows, choice.numerics
         note = stamp(choice)
         dtype = activation_dtype(kernel)
     quiet_transformers()
@@ -235,7 +236,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     if settings.engine == "transformers":  # transformers' own products: other rounding, split across threads
         numerics = reference_numerics(device, dtype)
     return LoadedModel(name, repo_id, revision, settings.model_source, model, processor, device, dtype, kernel, pad,
-                       numerics, note)  # fmt: skip
+                       rows, numerics, note)  # fmt: skip
 
 
 def reference_numerics(device: torch.device, dtype: torch.dtype) -> str:
@@ -269,7 +270,7 @@ def cpu_choice(shape: DecoderShape | None, settings: Settings) -> Choice:
     from composer.engine.tune import Choice, choose_kernel
 
     if shape is None:  # not cached yet: only an explicit choice is known
-        return Choice(settings.cpu_dtype, True, True, "set", {})
+        return Choice(settings.cpu_dtype, True, True, 16, "set", {})
     key = (shape, settings.cpu_dtype, str(settings.cache_dir))
     if key not in _CHOICES:
         _CHOICES[key] = choose_kernel(shape, settings)

@@ -3,12 +3,13 @@
 What is fastest depends on the processor (AVX2, AVX-512, bf16 and fp16 instructions, AMX), the
 memory bandwidth and the torch build, so composer does not guess: at the first use of a model shape
 on a machine it times the products of a decode step for each candidate kernel (float32, bfloat16,
-float16 weights; :mod:`composer.engine.kernels`) at batch 1 and at the batch renders use, checks with
-:func:`composer.engine.kernels.probe` that each gives every row the same bits in any batch and on any
-thread count, and keeps the fastest invariant one. The result is cached in the model cache
-(``composer-tuning.json``), keyed by processor, instruction set, torch version and model shape, so
-each machine measures once. ``COMPOSER_CPU_DTYPE`` overrides the choice; ``compose models tune``
-measures again.
+float16 weights; :mod:`composer.engine.kernels`) and chunk size at batch 1 and at the batch renders
+use, checks with :func:`composer.engine.kernels.probe` that each gives every row the same bits in any
+batch and on any thread count, and keeps the invariant one with the least time per segment, batch 1
+and batched counted alike (one ``compose generate`` matters as much as a render's batches). The
+result is cached in the model cache (``composer-tuning.json``), keyed by processor, instruction set,
+torch version and model shape, so each machine measures once. ``COMPOSER_CPU_DTYPE`` overrides the
+choice; ``compose models tune`` measures again.
 
 int8 weight-only is never chosen here: it is an explicit choice (``COMPOSER_CPU_DTYPE=int8``); the
 README gives its measured fidelity against float32.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composer.engine.kernels import KERNEL_VERSION, Linear, packing_available, probe
+from composer.engine.kernels import CHUNKS, KERNEL_VERSION, ROWS, Linear, packing_available, probe
 
 if TYPE_CHECKING:
     from composer.settings import Settings
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANDIDATES: tuple[str, ...] = ("float32", "bfloat16", "float16")
-TUNE_VERSION = 1
+TUNE_VERSION = 2
 TUNE_BATCH = 4  # segments per batch the kernels are compared at (with batch 1): what renders run
 TUNING_FILE = "composer-tuning.json"
 WORKING_SET_BYTES = 1 << 30  # weights cycled through while timing: past the caches, like a real step
@@ -69,13 +70,14 @@ class Choice:
     kernel: str
     invariant: bool  # every row's bits independent of batch and thread count (probed)
     pad: bool  # rows are padded to whole chunks (False where the probe showed no need)
+    rows: int  # rows per chunk
     how: str  # "tuned", "cached" or "set" (COMPOSER_CPU_DTYPE)
     measured: dict[str, Any]  # the timings and probes behind it (empty when set explicitly)
 
     @property
     def numerics(self) -> str:
-        """What decides the tokens, for cache keys and records: e.g. ``cpu-bfloat16-k1``."""
-        base = f"cpu-{self.kernel}-k{KERNEL_VERSION}"
+        """What decides the tokens, for cache keys and records: e.g. ``cpu-bfloat16-r16-k1``."""
+        base = f"cpu-{self.kernel}-r{self.rows}-k{KERNEL_VERSION}"
         return base if self.invariant else f"{base}-t{_threads()}"  # then the thread count decides too
 
 
@@ -117,30 +119,47 @@ def isa_summary() -> str:
 
 
 # -- the decision (pure) --------------------------------------------------------------------------
-def decide(measured: dict[str, dict[str, Any]]) -> tuple[str, bool]:
-    """The kernel to use from measurements: the fastest per segment at the render batch among those
-    the probe found invariant (any, if none is); ties within 3% go to the faster one at batch 1.
+def variant(kernel: str, rows: int) -> str:
+    """The name of a (kernel, chunk size) pair in measurements: ``bfloat16/16``."""
+    return f"{kernel}/{rows}"
+
+
+def score(m: dict[str, Any]) -> float:
+    """Seconds of decoding per segment-step: batch 1 and the render batch weighed alike."""
+    return float(m["batch1_s"] + m["batch_s"] / m["batch"])
+
+
+def decide(measured: dict[str, dict[str, Any]]) -> tuple[str, int, bool]:
+    """The kernel and chunk size to use from measurements: the least :func:`score` among those the
+    probe found invariant (any, if none is); ties within 3% go to the faster one at batch 1.
 
     Args:
-        measured: kernel -> {"available": bool, "invariant": bool, "batch1_s": s, "batch_s": s, "batch": B},
-            step times in seconds for the whole step (the batch one for all B segments).
+        measured: ``kernel/rows`` -> {"available": bool, "invariant": bool, "batch1_s": s,
+            "batch_s": s, "batch": B}, step times in seconds for the whole step (the batch one for
+            all B segments).
 
     Returns:
-        (kernel, invariant).
+        (kernel, rows, invariant).
     """
     usable = {k: m for k, m in measured.items() if m.get("available") and m.get("batch_s")}
     if not usable:
-        return "float32", False
+        return "float32", ROWS, False
     pool = {k: m for k, m in usable.items() if m.get("invariant")} or usable
-    best = min(m["batch_s"] / m["batch"] for m in pool.values())
-    close = [k for k, m in pool.items() if m["batch_s"] / m["batch"] <= best * 1.03]
-    kernel = min(close, key=lambda k: (pool[k]["batch1_s"], CANDIDATES.index(k) if k in CANDIDATES else 99))
-    return kernel, bool(pool[kernel].get("invariant"))
+    best = min(score(m) for m in pool.values())
+    close = [k for k, m in pool.items() if score(m) <= best * 1.03]
+
+    def order(k: str) -> tuple[float, int, int]:
+        kernel, rows = k.split("/")
+        return pool[k]["batch1_s"], CANDIDATES.index(kernel) if kernel in CANDIDATES else 99, -int(rows)
+
+    chosen = min(close, key=order)
+    kernel, rows = chosen.split("/")
+    return kernel, int(rows), bool(pool[chosen].get("invariant"))
 
 
 # -- measuring ------------------------------------------------------------------------------------
 def time_products(
-    kernel: str, shape: DecoderShape, rows: list[int], pad: bool = True, repeats: int = 3
+    kernel: str, shape: DecoderShape, rows: list[int], pad: bool = True, repeats: int = 3, chunk: int = ROWS
 ) -> dict[int, float]:
     """Seconds for the products of one decode step (all layers and the LM heads) at each row count.
 
@@ -154,8 +173,10 @@ def time_products(
     layers = max(1, min(shape.layers, WORKING_SET_BYTES // per_layer))
     built = []
     for _ in range(layers):
-        built.append([Linear(torch.randn(n, k, generator=gen) * k**-0.5, kernel, pad=pad) for n, k in shape.products()])
-    heads = Linear(torch.randn(shape.codebooks * shape.vocab, shape.hidden, generator=gen), kernel, pad=pad)
+        built.append(
+            [Linear(torch.randn(n, k, generator=gen) * k**-0.5, kernel, pad, chunk) for n, k in shape.products()]
+        )
+    heads = Linear(torch.randn(shape.codebooks * shape.vocab, shape.hidden, generator=gen), kernel, pad, chunk)
     dtype = heads.dtype
     out: dict[int, float] = {}
 
@@ -175,24 +196,37 @@ def time_products(
     return out
 
 
-def measure(shape: DecoderShape, batch: int, candidates: tuple[str, ...] = CANDIDATES) -> dict[str, dict[str, Any]]:
-    """Time and probe every candidate kernel at ``shape`` (batch 1 and ``batch`` segments, with guidance)."""
+def probe_variant(
+    kernel: str, shapes: list[tuple[int, int]], counts: list[int], rows: int
+) -> tuple[bool, bool, list[str]]:
+    """(invariant, pad, failures) of a kernel and chunk size: padded chunks are probed first; where
+    they are invariant, unpadded ones too (no padding needed when those are invariant as well)."""
+    padded = probe(kernel, shapes, counts, pad=True, rows=rows)
+    unpadded = probe(kernel, shapes, counts, pad=False, rows=rows) if padded["invariant"] else {}
+    return padded["invariant"], not unpadded.get("invariant", False), padded["failures"]
+
+
+def measure(
+    shape: DecoderShape, batch: int, candidates: tuple[str, ...] = CANDIDATES, chunks: tuple[int, ...] = CHUNKS
+) -> dict[str, dict[str, Any]]:
+    """Time and probe every candidate kernel and chunk size at ``shape`` (batch 1 and ``batch``
+    segments, with guidance), keyed by :func:`variant`."""
     counts = sorted({1, 2, 3, 4, _threads()})
     shapes = sorted(set(shape.products()) | {(shape.codebooks * shape.vocab, shape.hidden)})
     results: dict[str, dict[str, Any]] = {}
     for kernel in candidates:
-        if not packing_available(kernel):
-            results[kernel] = {"available": False}
-            continue
-        padded = probe(kernel, shapes, counts, pad=True)
-        unpadded = probe(kernel, shapes, counts, pad=False) if padded["invariant"] else {"invariant": False}
-        pad = not unpadded["invariant"]
-        times = time_products(kernel, shape, [2, 2 * batch], pad=pad)
-        results[kernel] = {
-            "available": True, "invariant": padded["invariant"], "pad": pad, "failures": padded["failures"][:5],
-            "batch1_s": round(times[2], 5), "batch_s": round(times[2 * batch], 5), "batch": batch,
-        }  # fmt: skip
-        log.info("tuning %s: %s", kernel, results[kernel])
+        for rows in chunks:
+            name = variant(kernel, rows)
+            if not packing_available(kernel):
+                results[name] = {"available": False}
+                continue
+            invariant, pad, failures = probe_variant(kernel, shapes, counts, rows)
+            times = time_products(kernel, shape, [2, 2 * batch], pad=pad, chunk=rows)
+            results[name] = {
+                "available": True, "invariant": invariant, "pad": pad, "failures": failures[:5],
+                "batch1_s": round(times[2], 5), "batch_s": round(times[2 * batch], 5), "batch": batch,
+            }  # fmt: skip
+            log.info("tuning %s: %s", name, results[name])
     return results
 
 
@@ -223,13 +257,18 @@ def choose_kernel(shape: DecoderShape, settings: Settings, force: bool = False) 
     if settings.cpu_dtype != "auto":
         kernel = settings.cpu_dtype
         known = _read(settings.cache_dir / TUNING_FILE).get("entries", {}).get(tuning_key(shape, TUNE_BATCH))
-        facts = (known or {}).get("measured", {}).get(kernel)
-        if facts is None:  # not measured here: probe it (fast), so the record says what it guarantees
+        tried = {k: m for k, m in (known or {}).get("measured", {}).items() if k.startswith(f"{kernel}/")}
+        tried = {k: m for k, m in tried.items() if m.get("available") and m.get("batch_s")}
+        if tried:  # measured here: its better chunk size
+            name = min(tried, key=lambda k: score(tried[k]))
+            facts, rows = tried[name], int(name.split("/")[1])
+        else:  # not measured here: probe it at the default chunk (fast), so the record says what it guarantees
             shapes = sorted(set(shape.products()) | {(shape.codebooks * shape.vocab, shape.hidden)})
             counts = sorted({1, 2, 3, 4, _threads()})
             facts = {"invariant": packing_available(kernel) and probe(kernel, shapes, counts, pad=True)["invariant"],
                      "pad": True}  # fmt: skip
-        return Choice(kernel, bool(facts.get("invariant")), bool(facts.get("pad", True)), "set", {})
+            rows = ROWS
+        return Choice(kernel, bool(facts.get("invariant")), bool(facts.get("pad", True)), rows, "set", {})
     path = settings.cache_dir / TUNING_FILE
     data = _read(path) or {"version": TUNE_VERSION, "entries": {}}
     key = tuning_key(shape, TUNE_BATCH)
@@ -237,8 +276,9 @@ def choose_kernel(shape: DecoderShape, settings: Settings, force: bool = False) 
     if entry is None or force:
         started = time.perf_counter()
         measured = measure(shape, TUNE_BATCH)
-        kernel, invariant = decide(measured)
-        entry = {"kernel": kernel, "invariant": invariant, "pad": measured[kernel].get("pad", True),
+        kernel, rows, invariant = decide(measured)
+        entry = {"kernel": kernel, "rows": rows, "invariant": invariant,
+                 "pad": measured[variant(kernel, rows)].get("pad", True),
                  "measured": measured, "threads": _threads(), "isa": isa_summary(),
                  "date": dt.date.today().isoformat(), "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
         data["entries"][key] = entry
@@ -249,7 +289,8 @@ def choose_kernel(shape: DecoderShape, settings: Settings, force: bool = False) 
         how = "tuned"
     else:
         how = "cached"
-    return Choice(entry["kernel"], bool(entry["invariant"]), bool(entry.get("pad", True)), how, entry["measured"])
+    return Choice(entry["kernel"], bool(entry["invariant"]), bool(entry.get("pad", True)), int(entry["rows"]), how,
+                  entry["measured"])  # fmt: skip
 
 
 def shape_of_config(config: dict[str, Any]) -> DecoderShape:
@@ -262,7 +303,8 @@ def shape_of_config(config: dict[str, Any]) -> DecoderShape:
 
 def stamp(choice: Choice) -> dict[str, Any]:
     """What a record (manifest, generate's JSON) says about the kernel."""
-    note: dict[str, Any] = {"kernel": choice.kernel, "numerics": choice.numerics, "chosen": choice.how}
+    note: dict[str, Any] = {"kernel": choice.kernel, "rows": choice.rows, "numerics": choice.numerics,
+                            "chosen": choice.how}  # fmt: skip
     if choice.measured:
         note["ms_per_step"] = {
             k: {"batch_1": round(m["batch1_s"] * 1000, 1), f"batch_{m['batch']}": round(m["batch_s"] * 1000, 1)}

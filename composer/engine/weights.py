@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from composer.engine.kernels import Linear, activation_dtype
+from composer.engine.kernels import ROWS, Linear, activation_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -64,21 +64,21 @@ class DecoderWeights:
         return sum(lin.nbytes for lin in self.linears())
 
 
-def decoder_weights(model: Any, kernel: str, pad: bool = True) -> DecoderWeights:
-    """The fast loop's view of a transformers MusicGen model's decoder, built once per (model, kernel, pad).
+def decoder_weights(model: Any, kernel: str, pad: bool = True, rows: int = ROWS) -> DecoderWeights:
+    """The fast loop's view of a transformers MusicGen model's decoder, built once per (model, kernel, pad, rows).
 
     For a CPU kernel the modules' own copies of the packed weights are (again) released on every call,
     so the weights stay held once even after transformers' code had them back in between.
     """
     decoder = model.decoder.model.decoder
     cache: dict[str, DecoderWeights] = decoder.__dict__.setdefault("_composer_weights", {})
-    key = kernel if pad or kernel == "plain" else f"{kernel}-unpadded"
+    key = "plain" if kernel == "plain" else f"{kernel}-r{rows}" + ("" if pad else "-unpadded")
     if key not in cache:
         if kernel != "plain":  # one packed copy at a time: another one would hold the weights twice
             restore_weights(model.decoder)
             for other in [k for k in cache if k != "plain"]:
                 del cache[other]
-        cache[key] = _plain(model) if kernel == "plain" else _packed(model, kernel, pad)
+        cache[key] = _plain(model) if kernel == "plain" else _packed(model, kernel, pad, rows)
     if kernel != "plain":
         _release(model)
     return cache[key]
@@ -141,14 +141,14 @@ def _plain(model: Any) -> DecoderWeights:
     return _build(model, "plain", embed.dtype, make)
 
 
-def _packed(model: Any, kernel: str, pad: bool) -> DecoderWeights:
+def _packed(model: Any, kernel: str, pad: bool, rows: int) -> DecoderWeights:
     """Pack every product for ``kernel``; the modules' copies are released by :func:`decoder_weights`."""
     import torch
 
     plan: list[tuple[Any, Linear, int, int, Any]] = []  # (module, packed, first row, rows, dtype) to restore
 
     def pack(modules: list[Any]) -> Linear:
-        lin = Linear(torch.cat([m.weight.detach() for m in modules]), kernel, pad)
+        lin = Linear(torch.cat([m.weight.detach() for m in modules]), kernel, pad, rows)
         start = 0
         for m in modules:
             plan.append((m, lin, start, m.weight.shape[0], m.weight.dtype))
