@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from composer.engine.codec import DECODE_CHUNK_S, channel_codes, decode_tokens, encode_audio, interleave
+from composer.engine.codec import DECODE_CHUNK_S, channel_codes, decode_many, decode_tokens, encode_audio, interleave
 from composer.engine.types import ModelSpec, ProgressFn, Request, Take
 from composer.engine.windows import Window, plan_windows
 from composer.errors import EngineError
@@ -197,7 +197,10 @@ class EngineBase:
         plans = [self._plan(r) for r in requests]
         try:
             self._tokens(plans, progress or (lambda i, d, t: None))
-            takes = [self._take(p, decode_chunk_s) for p in plans]
+            started = time.perf_counter()
+            audio = decode_many(self.lm, [p.tokens for p in plans], chunk_s=decode_chunk_s)
+            seconds = (time.perf_counter() - started) / max(len(plans), 1)  # each segment's share of the decode
+            takes = [self._take(p, a, seconds) for p, a in zip(plans, audio, strict=True)]
         except torch.OutOfMemoryError as exc:
             raise OutOfMemory(f"out of memory on {self.lm.device} generating {len(requests)} segment(s)") from exc
         return takes
@@ -259,10 +262,7 @@ class EngineBase:
         left, right = (decode_tokens(self.lm, codes, chunk_s=None) for codes in channel_codes(prompt, 2))
         return encode_audio(self.lm, (left + right) / 2, self.spec.sample_rate)
 
-    def _take(self, plan: Planned, decode_chunk_s: float | None) -> Take:
-        started = time.perf_counter()
-        audio = decode_tokens(self.lm, plan.tokens, chunk_s=decode_chunk_s)
-        decode_seconds = time.perf_counter() - started
+    def _take(self, plan: Planned, audio: np.ndarray, decode_seconds: float) -> Take:
         if not np.isfinite(audio).all():  # fp16 overflow in the codec: never let NaN reach a file
             bad = int(np.size(audio) - np.isfinite(audio).sum())
             log.warning("decoded audio for %r had %d NaN/inf samples; set to silence", plan.request.text[:40], bad)

@@ -8,7 +8,12 @@ the argmax survives, so the spectrogram's scaling does not matter.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 CHROMA_SAMPLE_RATE = 32_000
 N_FFT = 16_384
@@ -24,9 +29,9 @@ def chroma(audio: np.ndarray, sample_rate: int) -> np.ndarray:
         ValueError: empty or non-finite audio.
     """
     import torch
-    from transformers.audio_utils import chroma_filter_bank
 
     from composer.audio.dsp import resample, to_mono
+    from composer.engine.kernels import threads
 
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 2 or audio.shape[1] == 0:
@@ -38,6 +43,14 @@ def chroma(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     if wave.shape[0] < N_FFT:  # as transformers does: centre short audio in one FFT frame
         pad = N_FFT - wave.shape[0]
         wave = torch.nn.functional.pad(wave, (pad // 2, pad - pad // 2))
+    with threads(1):  # a near tie in the argmax must not fall another way on another thread count
+        return _chroma(wave)
+
+
+def _chroma(wave: torch.Tensor) -> np.ndarray:
+    import torch
+    from transformers.audio_utils import chroma_filter_bank
+
     window = torch.hann_window(N_FFT)
     spec = torch.stft(wave, N_FFT, HOP, N_FFT, window, center=True, pad_mode="reflect", return_complex=True).abs() ** 2
     filters = torch.from_numpy(
