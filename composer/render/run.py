@@ -12,6 +12,7 @@ once: an interrupted render loses at most the batch in progress (up to COMPOSER_
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,9 +83,13 @@ def check_numerics(segments: list[Segment], engine: Engine) -> None:
     numerics = getattr(engine.lm, "numerics", "")
     wrong = [s.id for s in segments if s.numerics and numerics and s.numerics != numerics]
     if wrong:
+        planned = next(s.numerics for s in segments if s.id in wrong)
+        same_but_threads = re.sub(r"-t\d+$", "", planned) == re.sub(r"-t\d+$", "", numerics)
+        fix = ("run with the same thread count (OMP_NUM_THREADS)" if same_but_threads
+               else "set COMPOSER_CPU_DTYPE (and COMPOSER_DEVICE) the same")  # fmt: skip
         raise EngineError(
-            f"{', '.join(wrong)}: planned for {segments[0].numerics} but this machine's engine runs {numerics}; "
-            f"set COMPOSER_CPU_DTYPE (and COMPOSER_DEVICE) the same where the plan is made and where it runs"
+            f"{', '.join(wrong)}: planned for {planned} but this machine's engine runs {numerics}; "
+            f"{fix} where the plan is made and where it runs"
         )
 
 

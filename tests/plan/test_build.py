@@ -114,3 +114,15 @@ def test_examples_plan_within_target_length(styles: StyleLibrary, tiny_settings:
         plan = build_plan(load_arrangement(file, styles), file.stem, styles, tiny_settings)
         assert 90 <= plan.length_s <= 180, (file.name, plan.length_s)
         assert not plan.warnings, (file.name, plan.warnings)
+
+
+def test_keys_name_the_numerics(tmp_path: Path, styles: StyleLibrary, tiny_settings: Settings) -> None:
+    """Tokens from another CPU kernel (or device, or type) are other music: never the same cache entry."""
+    fp32 = plan_for(BASE, tmp_path, styles, tiny_settings.with_(cpu_dtype="float32"))
+    bf16 = plan_for(BASE, tmp_path, styles, tiny_settings.with_(cpu_dtype="bfloat16"))
+    assert {s.numerics.split("-r")[0] for s in fp32.segments} == {"cpu-float32"}
+    assert {s.numerics.split("-r")[0] for s in bf16.segments} == {"cpu-bfloat16"}
+    assert not {s.key for s in fp32.segments} & {s.key for s in bf16.segments}
+    reference = plan_for(BASE, tmp_path, styles, tiny_settings.with_(cpu_dtype="float32", engine="transformers"))
+    assert all(s.numerics.startswith("cpu-float32-reference-t") for s in reference.segments)
+    assert not {s.key for s in fp32.segments} & {s.key for s in reference.segments}

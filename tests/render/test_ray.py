@@ -1,4 +1,10 @@
-"""Many arrangements on a real local Ray cluster (issue: #13): identical mixes, a killed actor, resume."""
+"""Many arrangements on a real local Ray cluster (issues #13, #18, #25): identical mixes, a killed actor, resume.
+
+The mixes must equal single-process renders although the cluster batches segments of several
+arrangements together (other batch sizes, other places in the batch) and its actors may run on
+another thread count: the tests check that the batches really differ, so none can pass because
+scheduling happened to group segments as a single render does.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from composer.render.cache import SegmentCache
 from composer.render.pipeline import render
 from composer.settings import Settings
 from tests.conftest import REPO
@@ -30,34 +37,63 @@ def cluster():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Three arrangements: the short test piece, the same with another seed, and one at another tempo."""
+    """Four arrangements: the short test piece, the same with another seed, one at another tempo, and
+    one whose coda is a stem of its own (three stems in its first batch where the others have two)."""
     folder = tmp_path_factory.mktemp("songs")
     texts = {
         "one": SHORT,
         "two": SHORT.replace("seed: 99", "seed: 7"),
         "three": SHORT.replace("bpm: 120", "bpm: 100").replace("title: Test Short", "title: Three"),
+        "four": SHORT.replace("    continue_from: previous\n", "").replace("seed: 99", "seed: 4"),
     }
     for name, text in texts.items():
         (folder / f"{name}.yaml").write_text(text)
     return [folder / f"{name}.yaml" for name in texts]
 
 
+def batch_sizes(cache_root: Path, keys: list[str]) -> dict[str, int]:
+    """How many segments each cached segment was generated with (from its recorded provenance)."""
+    cache = SegmentCache(cache_root)
+    takes = {key: cache.load(key) for key in keys}
+    return {key: len(take.provenance["batch"]) for key, take in takes.items() if take is not None}
+
+
 @pytest.fixture(scope="module")
-def alone(songs: list[Path], settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Each arrangement rendered on its own, in this process: the reference mixes."""
+def alone_batches() -> dict[str, int]:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def alone(
+    songs: list[Path], settings: Settings, tmp_path_factory: pytest.TempPathFactory, alone_batches: dict[str, int]
+) -> dict[str, str]:
+    """Each arrangement rendered on its own, in this process: the reference mixes (and batch sizes)."""
     out = tmp_path_factory.mktemp("alone")
-    return {song.stem: sha(render(song, settings, out).folder / "mix.wav") for song in songs}
+    mixes = {}
+    for song in songs:
+        result = render(song, settings, out)
+        mixes[song.stem] = sha(result.folder / "mix.wav")
+        alone_batches |= batch_sizes(out / "cache" / "segments", [s.key for s in result.plan.segments])
+    assert "four" in mixes and sorted(set(alone_batches.values())) == [1, 2, 3]
+    return mixes
 
 
 def test_ray_renders_identical_mixes_and_a_second_run_generates_nothing(
-    cluster: None, songs: list[Path], settings: Settings, alone: dict[str, str], tmp_path: Path
-) -> None:
+    cluster: None, songs: list[Path], settings: Settings, alone: dict[str, str], alone_batches: dict[str, int],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    import torch
+
     from composer.render.cluster import render_many
 
-    report = render_many(songs, settings, tmp_path)
-    assert not report.failed
+    other = 1 if torch.get_num_threads() > 1 else 2  # the actor on another thread count than the driver
+    report = render_many(songs, settings, tmp_path, threads=other)
+    assert not report.failed, [job.error for job in report.failed]
     assert {job.name: sha(job.mix) for job in report.jobs if job.mix} == alone
-    assert len(report.generated) == 12, "4 segments each, none shared"
+    assert len(report.generated) == 17, "4 or 5 segments each, none shared"
+    clustered = batch_sizes(tmp_path / "cache" / "segments", report.generated)
+    moved = [k for k in clustered if clustered[k] != alone_batches[k]]
+    assert len(moved) >= 8, f"the cluster batched like single renders ({clustered}): the test proves nothing"
     again = render_many(songs, settings, tmp_path)
     assert again.generated == [] and {job.name: sha(job.mix) for job in again.jobs if job.mix} == alone
 
@@ -95,8 +131,8 @@ def test_the_cli_renders_a_folder_on_the_cluster(
 
     result = CliRunner().invoke(app, ["render", str(songs[0].parent), "--ray", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "3 of 3 arrangements rendered" in result.output
-    assert sorted(p.name for p in tmp_path.glob("*/mix.wav")) == ["mix.wav"] * 3
+    assert "4 of 4 arrangements rendered" in result.output
+    assert sorted(p.name for p in tmp_path.glob("*/mix.wav")) == ["mix.wav"] * 4
 
 
 def test_takes_on_the_cluster(
@@ -150,3 +186,25 @@ def test_reroll_on_the_cluster(cluster: None, settings: Settings, tmp_path: Path
     assert job.mix is not None and sha(job.mix) == sha(solo.folder / "mix.wav"), "the same seeds, the same mix"
     manifest = (job.folder / "manifest.json").read_text()  # type: ignore[operator]
     assert '"rerolls"' in manifest and all(k != transition.key for k in clustered.generated)
+
+
+def test_numerics_that_follow_the_thread_count_are_refused_on_another(
+    cluster: None, songs: list[Path], settings: Settings, tmp_path: Path
+) -> None:
+    """The reference engine's CPU tokens follow the thread count, so its keys name it: an actor on
+    another count must refuse (one clear line, not Ray's traceback) rather than store other music."""
+    import torch
+
+    from composer.render.cluster import render_many
+
+    driver = torch.get_num_threads()
+    other = 1 if driver > 1 else 2
+    report = render_many(songs[:1], replace(settings, engine="transformers"), tmp_path, threads=other)
+    [job] = report.failed
+    assert job.error is not None and "\n" not in job.error and "ray::" not in job.error
+    assert (
+        f"planned for cpu-float32-reference-t{driver} " in job.error
+        and f"runs cpu-float32-reference-t{other};" in job.error
+    )
+    assert "same thread count" in job.error
+    assert report.generated == [] and not list((tmp_path / "cache" / "segments").glob("*.npz"))

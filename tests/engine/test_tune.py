@@ -1,0 +1,123 @@
+"""The CPU tuner (issue #18): which kernel it keeps from measurements, what it caches, what records say.
+
+The decision is tested on made-up timings (it must not depend on how fast this machine is); the
+measuring and caching run for real at a small shape.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from composer.engine import tune
+from composer.engine.kernels import CHUNKS, KERNEL_VERSION
+from composer.engine.tune import TUNING_FILE, Choice, DecoderShape, choose_kernel, decide, score, stamp
+from composer.settings import Settings
+
+
+def m(batch1_ms: float, batch_ms: float, invariant: bool = True, available: bool = True) -> dict[str, object]:
+    """One variant's measurement: step times at batch 1 and for 4 segments (ms)."""
+    return {"available": available, "invariant": invariant, "pad": True, "batch1_s": batch1_ms / 1000,
+            "batch_s": batch_ms / 1000, "batch": 4}  # fmt: skip
+
+
+def test_the_least_time_per_segment_wins() -> None:
+    # the AMX Xeon of the README: bf16/16 is as fast at batch 1 as bf16/2 and far faster batched
+    xeon = {"float32/2": m(67.2, 188.8), "float32/16": m(99.9, 101.0), "bfloat16/2": m(35.8, 99.1),
+            "bfloat16/16": m(36.2, 36.2), "float16/2": m(56.3, 169.7), "float16/16": m(83.7, 83.0)}  # fmt: skip
+    assert decide(xeon) == ("bfloat16", 16, True)
+    assert score(xeon["bfloat16/16"]) == pytest.approx(0.0362 + 0.0362 / 4)
+    # no bf16 or fp16 instructions: fp32 in 2-row chunks, 70 + 190 / 4 = 117.5 ms against 100 + 110 / 4
+    avx2 = {"float32/2": m(70, 190), "float32/16": m(100, 110), "bfloat16/2": m(150, 500),
+            "bfloat16/16": m(160, 170), "float16/2": m(0, 0, available=False),
+            "float16/16": m(0, 0, available=False)}  # fmt: skip
+    assert decide(avx2) == ("float32", 2, True)
+
+
+def test_a_faster_kernel_that_varies_is_not_chosen() -> None:
+    measured = {"float32/16": m(100, 110), "float16/16": m(40, 45, invariant=False), "bfloat16/16": m(90, 95)}
+    assert decide(measured) == ("bfloat16", 16, True)
+    # none invariant: the fastest, and the choice says so (its numerics then name the thread count)
+    varying = {k: m(v["batch1_s"] * 1000, v["batch_s"] * 1000, invariant=False) for k, v in measured.items()}  # type: ignore[operator]
+    assert decide(varying) == ("float16", 16, False)
+    assert decide({}) == ("float32", 16, False) and decide({"float16/16": m(1, 1, available=False)})[0] == "float32"
+
+
+def test_ties_go_to_the_faster_one_alone_then_the_candidate_order() -> None:
+    within_3_percent = {"float16/16": m(50, 116), "bfloat16/16": m(52, 100)}  # 79 and 77 ms per segment
+    assert decide(within_3_percent) == ("float16", 16, True)  # 77 * 1.03 > 79: faster at batch 1 wins
+    apart = {"float16/16": m(50, 140), "bfloat16/16": m(52, 100)}  # 85 against 77: more than 3%
+    assert decide(apart) == ("bfloat16", 16, True)
+    equal = {"float16/2": m(50, 100), "bfloat16/2": m(50, 100), "bfloat16/16": m(50, 100)}
+    assert decide(equal) == ("bfloat16", 16, True)  # bf16 before fp16, the larger chunk before the smaller
+
+
+def test_numerics_name_what_decides_the_tokens() -> None:
+    import torch
+
+    invariant = Choice("bfloat16", True, False, 16, "tuned", {})
+    assert invariant.numerics == f"cpu-bfloat16-r16-k{KERNEL_VERSION}"
+    varying = Choice("float16", False, True, 2, "set", {})
+    assert varying.numerics == f"cpu-float16-r2-k{KERNEL_VERSION}-t{torch.get_num_threads()}"
+    note = stamp(Choice("float32", True, True, 16, "tuned", {"float32/16": m(10, 20), "int8/16": {"available": False}}))
+    assert note == {"kernel": "float32", "rows": 16, "numerics": f"cpu-float32-r16-k{KERNEL_VERSION}",
+                    "chosen": "tuned", "ms_per_step": {"float32/16": {"batch_1": 10.0, "batch_4": 20.0}}}  # fmt: skip
+
+
+SHAPE = DecoderShape(hidden=64, ffn=128, layers=2, codebooks=4, vocab=64)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    from composer.settings import load_settings
+
+    return load_settings(env={"COMPOSER_CACHE_DIR": str(tmp_path), "COMPOSER_DEVICE": "cpu"})
+
+
+def test_tuned_once_per_machine_and_shape_then_cached(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = choose_kernel(SHAPE, settings)
+    assert first.how == "tuned" and first.rows in CHUNKS and first.kernel in tune.CANDIDATES
+    data = json.loads((settings.cache_dir / TUNING_FILE).read_text())
+    [(key, entry)] = data["entries"].items()
+    assert key == tune.tuning_key(SHAPE, tune.TUNE_BATCH) and tune.machine()["cpu"] in key and SHAPE.label in key
+    assert entry["kernel"] == first.kernel and set(entry["measured"]) == {
+        f"{k}/{r}" for k in tune.CANDIDATES for r in CHUNKS
+    }
+
+    def no_measuring(*args: object, **kw: object) -> None:
+        raise AssertionError("measured again although the tuning is cached")
+
+    monkeypatch.setattr(tune, "measure", no_measuring)
+    again = choose_kernel(SHAPE, settings)
+    assert (again.how, again.kernel, again.rows, again.numerics) == ("cached", first.kernel, first.rows, first.numerics)
+    other = DecoderShape(hidden=32, ffn=64, layers=1, codebooks=4, vocab=64)
+    with pytest.raises(AssertionError, match="measured again"):  # another shape is another entry
+        choose_kernel(other, settings)
+
+
+def test_a_damaged_or_unwritable_tuning_file_tunes_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = {f"{k}/{r}": m(10 + r, 20 + r) for k in tune.CANDIDATES for r in CHUNKS}  # float32/2 is fastest
+    monkeypatch.setattr(tune, "measure", lambda shape, batch: fake)
+    path = settings.cache_dir / TUNING_FILE
+    path.write_text("{not json")
+    choice = choose_kernel(SHAPE, settings)
+    assert (choice.how, choice.kernel, choice.rows) == ("tuned", "float32", 2)
+    assert json.loads(path.read_text())["version"] == tune.TUNE_VERSION
+    path.unlink()
+    path.mkdir()  # cannot be written as a file: a warning, and the choice is still made
+    assert choose_kernel(SHAPE, settings).kernel == "float32"
+    assert "could not save the CPU tuning" in caplog.text
+
+
+def test_an_explicit_kernel_uses_its_measured_chunk(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = {f"{k}/{r}": m(10, 20) for k in tune.CANDIDATES for r in CHUNKS} | {"float16/2": m(30, 90)}
+    monkeypatch.setattr(tune, "measure", lambda shape, batch: fake)
+    choose_kernel(SHAPE, settings)  # tuned: everything measured
+    chosen = choose_kernel(SHAPE, settings.with_(cpu_dtype="float16"))
+    assert (chosen.kernel, chosen.rows, chosen.how, chosen.measured) == ("float16", 16, "set", {})
+    fresh = choose_kernel(SHAPE, settings.with_(cpu_dtype="bfloat16", cache_dir=settings.cache_dir / "elsewhere"))
+    assert (fresh.kernel, fresh.rows) == ("bfloat16", 16)  # not measured there: the default chunk, probed
