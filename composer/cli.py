@@ -580,6 +580,8 @@ def models_tune(
                 raise ComposerError(f"{repo_id} is not in {settings.hub_cache}; run `compose models pull {name}`")
             choice = choose_kernel(shape, replace(settings, cpu_dtype="auto"), force=True)
             typer.echo(f"{repo_id}: {choice.kernel}, {choice.rows}-row chunks ({choice.numerics})")
+            if settings.cpu_dtype != "auto":
+                typer.echo(f"  (COMPOSER_CPU_DTYPE={settings.cpu_dtype} is set: renders use {settings.cpu_dtype})")
             for variant, m in sorted(choice.measured.items()):
                 if not m.get("available"):
                     typer.echo(f"  {variant:<14} not available on this CPU/torch build")

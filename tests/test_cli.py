@@ -14,6 +14,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from composer.cli import app
+from composer.engine.tune import machine
 from tests.conftest import REPO
 
 runner = CliRunner()
@@ -195,6 +196,18 @@ def test_models_pull_and_list_tiny(tmp_path: Path, monkeypatch) -> None:  # type
     assert pulled.exit_code == 0, pulled.output
     listed = runner.invoke(app, ["models", "list"])
     assert "composer-tiny/musicgen-small" in listed.output and "GB" in listed.output
+    tuned = runner.invoke(app, ["models", "tune", "small", "--models", "tiny"])
+    assert tuned.exit_code == 0, tuned.output
+    lines = tuned.output.splitlines()
+    assert lines[0].startswith(machine()["cpu"]) and lines[0].endswith("composer-tuning.json")
+    entry = next(iter(json.loads((tmp_path / "composer-tuning.json").read_text())["entries"].values()))
+    assert lines[1].startswith(f"composer-tiny/musicgen-small: {entry['kernel']}, {entry['rows']}-row chunks (cpu-")
+    assert len([line for line in lines if " ms  per segment " in line or "not available" in line]) == 6
+    monkeypatch.setenv("COMPOSER_CPU_DTYPE", "float16")
+    overridden = runner.invoke(app, ["models", "tune", "small", "--models", "tiny"])
+    assert "COMPOSER_CPU_DTYPE=float16 is set: renders use float16" in overridden.output
+    missing = runner.invoke(app, ["models", "tune", "large", "--models", "tiny"])
+    assert missing.exit_code != 0 and "run `compose models pull large`" in missing.output.strip().splitlines()[-1]
 
 
 def test_models_pull_offline_is_one_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
