@@ -192,8 +192,8 @@ def probe(
                 if not pad:
                     checks += [(f"{m} rows", lin(x[:m])) for m in range(2, max(rows, ROWS))]
             for name, got in checks:
-                rows = got.shape[0]
-                if not torch.equal(got, alone[:rows]):
-                    bad = int((got != alone[:rows]).any(dim=1).sum())
+                m = got.shape[0]
+                if not torch.equal(got, alone[:m]):
+                    bad = int((got != alone[:m]).any(dim=1).sum())
                     failures.append(f"{n}x{k} {name} on {count} thread(s): {bad} row(s) differ")
     return {"invariant": not failures, "failures": failures}

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANDIDATES: tuple[str, ...] = ("float32", "bfloat16", "float16")
-TUNE_VERSION = 2
+TUNE_VERSION = 3  # bumped when a tuning recorded before would be wrong (3: the probe kept its chunk size)
 TUNE_BATCH = 4  # segments per batch the kernels are compared at (with batch 1): what renders run
 TUNING_FILE = "composer-tuning.json"
 WORKING_SET_BYTES = 1 << 30  # weights cycled through while timing: past the caches, like a real step

@@ -121,3 +121,29 @@ def test_an_explicit_kernel_uses_its_measured_chunk(settings: Settings, monkeypa
     assert (chosen.kernel, chosen.rows, chosen.how, chosen.measured) == ("float16", 16, "set", {})
     fresh = choose_kernel(SHAPE, settings.with_(cpu_dtype="bfloat16", cache_dir=settings.cache_dir / "elsewhere"))
     assert (fresh.kernel, fresh.rows) == ("bfloat16", 16)  # not measured there: the default chunk, probed
+
+
+def test_the_probe_catches_a_product_that_rounds_with_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from composer.engine import kernels
+
+    shapes = [(48, 32), (32, 48), (64, 32)]
+    assert kernels.probe("float32", shapes, [1, 2], pad=True, rows=2)["invariant"]
+    built: list[int] = []
+    real_init, real_chunk = kernels.Linear.__init__, kernels.Linear._chunk
+
+    def init(self: kernels.Linear, weight: object, kernel: str, pad: bool = True, rows: int = kernels.ROWS) -> None:
+        built.append(rows)
+        real_init(self, weight, kernel, pad, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kernels.Linear, "__init__", init)
+    assert kernels.probe("float32", shapes, [1], pad=False, rows=2)["invariant"]
+    assert built == [2, 2, 2], "every shape probed at the chunk size asked for"
+
+    def rounds_with_rows(self: kernels.Linear, x: object) -> object:
+        out = real_chunk(self, x)  # type: ignore[arg-type]
+        return out + 1e-6 * out.shape[0]  # type: ignore[attr-defined]  # like a blocking chosen by row count
+
+    monkeypatch.setattr(kernels.Linear, "_chunk", rounds_with_rows)
+    unpadded = kernels.probe("float32", shapes, [1], pad=False, rows=16)
+    assert not unpadded["invariant"] and any("rows" in f or "batched" in f for f in unpadded["failures"])
+    assert kernels.probe("float32", shapes, [1], pad=True, rows=16)["invariant"], "padded chunks all have 16 rows"
