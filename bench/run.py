@@ -160,6 +160,189 @@ def _decode_rows(lm: Any, alias: str, device: str, dtype: str, frames: int, batc
     return out
 
 
+# -- decoding on the CPU: every kernel, the tuner's choice, transformers, cost along a segment -----
+def cpu_model(alias: str, kernel: str, rows: int = 16, pad: bool = True, numerics: str = "") -> Any:
+    """A random-weight model at ``alias``'s real shape set up as ``load_model`` would for ``kernel``
+    ("transformers" leaves it in float32 for transformers' own generate)."""
+    import torch
+
+    from composer.engine.kernels import activation_dtype
+    from composer.engine.models import LoadedModel, _keep_text_encoder_on_cpu, quiet_transformers
+    from composer.engine.tiny import build_model
+
+    quiet_transformers()
+    model, processor = build_model("random", alias)
+    model = model.eval()
+    dtype = torch.float32 if kernel == "transformers" else activation_dtype(kernel)
+    model.decoder.to(dtype=dtype)
+    if hasattr(model, "enc_to_dec_proj"):
+        model.enc_to_dec_proj.to(dtype=dtype)
+    _keep_text_encoder_on_cpu(model, torch.device("cpu"))
+    plain = "float32" if kernel == "transformers" else kernel
+    return LoadedModel(alias, f"random/{alias}", "random", "random", model, processor, torch.device("cpu"), dtype,
+                       plain, pad, rows, numerics or f"cpu-{plain}-r{rows}")  # fmt: skip
+
+
+def stream_bandwidth_gbs() -> float:
+    """Memory read bandwidth with torch's threads (sum over 1 GiB of float32, best of 3): the bound
+    a memory-bound step cannot beat."""
+    import torch
+
+    x = torch.ones(1 << 28)
+    x.sum()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - start)
+    return round(x.numel() * 4 / best / 1e9, 1)
+
+
+def cpu_kind() -> str:
+    """A short name for the CPU's class, for result file names: amx, avx512, avx2 or plain."""
+    from composer.engine.tune import isa_summary
+
+    isa = isa_summary().split()
+    return next((name for flag, name in (("amx_bf16", "amx"), ("avx512f", "avx512"), ("avx2", "avx2")) if flag in isa),
+                "plain")  # fmt: skip
+
+
+class StepClock:
+    """Time stamps of every decoding step of the batch's first row (progress callbacks, or a logits
+    processor for transformers): per-step cost where it happens, without the set-up."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def progress(self, row: int, done: int, total: int) -> None:
+        if row == 0:
+            self.stamps.append(time.perf_counter())
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:  # a transformers LogitsProcessor
+        self.stamps.append(time.perf_counter())
+        return scores
+
+    def ms_at(self, step: int, half: int = 10) -> float | None:
+        """Median ms per step over the steps around ``step`` (None when the run was shorter)."""
+        gaps = np.diff(self.stamps)
+        lo, hi = max(0, step - half), min(len(gaps), step + half)
+        return round(float(np.median(gaps[lo:hi])) * 1000, 1) if hi - lo >= 3 else None
+
+    def ms_median(self, skip: int = 5) -> float:
+        return round(float(np.median(np.diff(self.stamps)[skip:])) * 1000, 1)
+
+
+def composer_run(lm: Any, batch: int, frames: int) -> tuple[float, StepClock]:
+    from composer.engine.fastloop import FastDecoder, Row
+
+    decoder = FastDecoder(lm)
+    clock = StepClock()
+    empty = np.zeros((4, 0), np.int64)
+    start = time.perf_counter()
+    decoder.generate([Row(TEXT, empty, frames, i) for i in range(batch)], progress=clock.progress)
+    return time.perf_counter() - start, clock
+
+
+def transformers_run(lm: Any, batch: int, frames: int) -> tuple[float, StepClock]:
+    import torch
+    from transformers import LogitsProcessorList
+
+    from composer.engine.reference import capture_codes
+
+    clock = StepClock()
+    inputs = lm.processor(text=[TEXT] * batch, padding=True, return_tensors="pt")
+    start = time.perf_counter()
+    with capture_codes(lm), torch.inference_mode():
+        lm.model.generate(**inputs, do_sample=True, guidance_scale=3.0, top_k=250, max_new_tokens=frames + 3,
+                          logits_processor=LogitsProcessorList([clock]))  # fmt: skip
+    return time.perf_counter() - start, clock
+
+
+def bench_cpu_decoding(
+    alias: str, frames: int, batches: list[int], long_frames: int, every_variant: bool = True
+) -> dict[str, Any]:
+    """Every CPU kernel and chunk size, the tuner's choice and transformers' float32 ``generate``, in one
+    run: per-step cost and aggregate speed at each batch size (``frames`` frames from the start), and
+    for the tuner's choice and transformers the per-step cost along a ``long_frames`` segment at batch 1."""
+    import tempfile
+
+    from composer.engine.kernels import CHUNKS, ROWS, packing_available
+    from composer.engine.tune import CANDIDATES, choose_kernel, probe_variant, shape_of_config
+    from composer.settings import load_settings
+
+    out: dict[str, Any] = {"model": alias, "frames": frames, "long_frames": long_frames, "rows": [], "positions": []}
+    positions = [p for p in (50, 500, 1500) if p <= long_frames]
+
+    def record(engine: str, variant: str, invariant: bool | None, batch: int, seconds: float, clock: StepClock) -> None:
+        step_ms = clock.ms_median()
+        row = {"engine": engine, "variant": variant, "invariant": invariant, "batch": batch, "frames": frames,
+               "seconds": round(seconds, 2), "ms_per_step": step_ms,
+               "aggregate_steps_per_s": round(batch * 1000 / step_ms, 2)} | peaks("cpu")  # fmt: skip
+        print(f"  {alias} {engine} {variant} x{batch}: {step_ms} ms/step, {row['aggregate_steps_per_s']} steps/s",
+              flush=True)  # fmt: skip
+        out["rows"].append(row)
+
+    def along(engine: str, variant: str, run: Callable[[], tuple[float, StepClock]]) -> None:
+        seconds, clock = run()
+        at = {str(p): clock.ms_at(p) for p in positions}
+        entry = {"engine": engine, "variant": variant, "batch": 1, "frames": long_frames,
+                 "seconds": round(seconds, 2), "ms_per_step_at": at}  # fmt: skip
+        print(f"  {alias} {engine} {variant} along {long_frames} frames: {entry['ms_per_step_at']}, "
+              f"{entry['seconds']} s", flush=True)  # fmt: skip
+        out["positions"].append(entry)
+
+    # transformers first: its modules keep their weights (the fast loop's packing releases them)
+    lm = cpu_model(alias, "transformers")
+    transformers_run(lm, 1, 5)  # warm-up
+    for batch in [b for b in batches if b <= 8]:
+        reset_peaks("cpu")
+        seconds, clock = transformers_run(lm, batch, frames)
+        record("transformers generate", "float32", None, batch, seconds, clock)
+    if long_frames:
+        along("transformers generate", "float32", lambda lm=lm: transformers_run(lm, 1, long_frames))
+    shape = shape_of_config(lm.model.config.to_dict())
+    del lm
+    gc.collect()
+
+    with tempfile.TemporaryDirectory() as tmp:  # what the tuner picks here, measured afresh
+        settings = load_settings(env={"COMPOSER_CACHE_DIR": tmp, "COMPOSER_DEVICE": "cpu"})
+        started = time.perf_counter()
+        choice = choose_kernel(shape, settings, force=True)
+    out["tuner"] = {"kernel": choice.kernel, "rows": choice.rows, "pad": choice.pad, "numerics": choice.numerics,
+                    "seconds": round(time.perf_counter() - started, 1), "measured": choice.measured}  # fmt: skip
+    chosen = f"{choice.kernel}/{choice.rows}"
+    print(f"  {alias}: the tuner chose {chosen} ({choice.numerics}) in {out['tuner']['seconds']} s", flush=True)
+
+    products = sorted(set(shape.products()) | {(shape.codebooks * shape.vocab, shape.hidden)})
+    variants = [(k, r) for k in CANDIDATES for r in CHUNKS] + [("int8", ROWS)]
+    if not every_variant:
+        variants = [(choice.kernel, choice.rows)]
+    for kernel in dict.fromkeys(k for k, _ in variants):
+        if not packing_available(kernel):
+            out["rows"].append({"engine": "composer fast loop", "variant": f"{kernel}/-", "available": False})
+            continue
+        lm = cpu_model(alias, kernel)
+        for k, rows in [v for v in variants if v[0] == kernel]:
+            invariant, pad, _ = probe_variant(kernel, products, [1, 2, 3, 4], rows)
+            lm.pad, lm.rows = pad, rows
+            composer_run(lm, 1, 5)  # warm-up: packing, workspaces
+            for batch in batches:
+                reset_peaks("cpu")
+                seconds, clock = composer_run(lm, batch, frames)
+                record("composer fast loop", f"{k}/{rows}" + ("" if pad else " unpadded"), invariant, batch, seconds,
+                       clock)  # fmt: skip
+            if long_frames and (k, rows) == (choice.kernel, choice.rows):
+                along(
+                    "composer fast loop", f"{k}/{rows} (tuner's choice)", lambda lm=lm: composer_run(lm, 1, long_frames)
+                )
+                per_layer = sum(n * m for n, m in shape.products())
+                elements = shape.layers * per_layer + shape.codebooks * shape.vocab * shape.hidden
+                out["weight_bytes_per_step"] = elements * {"float32": 4, "int8": 1}.get(k, 2)
+        del lm
+        gc.collect()
+    return out
+
+
 # -- EnCodec decode ---------------------------------------------------------------------------
 def bench_codec(device: str, durations: list[float]) -> list[dict[str, Any]]:
     from composer.engine.codec import decode_tokens
@@ -375,8 +558,53 @@ def bench_render_with(
 
 
 # -- report -----------------------------------------------------------------------------------
+def markdown_cpu(results: dict[str, Any]) -> list[str]:
+    """The CPU decoding tables: every kernel against transformers float32, and cost along a segment."""
+    lines = []
+    for part in results.get("cpu_decoding", []):
+        hf = {r["batch"]: r["aggregate_steps_per_s"] for r in part["rows"] if r["engine"].startswith("transformers")}
+        tuner = part["tuner"]
+        lines += [
+            f"musicgen-{part['model']} shapes (random weights), {part['frames']} frames per segment, guidance 3, "
+            f"sampling; the tuner chose **{tuner['kernel']}/{tuner['rows']}** ({tuner['numerics']}, measured in "
+            f"{tuner['seconds']} s). x = aggregate steps/s against transformers float32 one segment at a time "
+            "('alone') and at the same batch.",
+            "",
+            "| engine | kernel/chunk | invariant | batch | ms/step | steps/s (aggregate) | x alone | x same batch |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in part["rows"]:
+            if r.get("available") is False:
+                lines.append(f"| {r['engine']} | {r['variant']} | not available here | | | | | |")
+                continue
+            speed = r["aggregate_steps_per_s"]
+            alone = f"{speed / hf[1]:.2f}" if 1 in hf else ""
+            same = f"{speed / hf[r['batch']]:.2f}" if r["batch"] in hf else ""
+            inv = "" if r["invariant"] is None else ("yes" if r["invariant"] else "**no**")
+            lines.append(f"| {r['engine']} | {r['variant']} | {inv} | {r['batch']} | {r['ms_per_step']} | {speed} | "
+                         f"{alone} | {same} |")  # fmt: skip
+        if part["positions"]:
+            marks = list(part["positions"][0]["ms_per_step_at"])
+            lines += ["", f"Cost along one {part['long_frames']}-frame segment at batch 1 (ms per step near frame):",
+                      "", "| engine | kernel | " + " | ".join(marks) + " | whole segment (s) |",
+                      "|---|---|" + "---|" * len(marks) + "---|"]  # fmt: skip
+            for e in part["positions"]:
+                cells = [str(e["ms_per_step_at"][m]) for m in marks]
+                lines.append(f"| {e['engine']} | {e['variant']} | " + " | ".join(cells) + f" | {e['seconds']} |")
+        if part.get("weight_bytes_per_step") and results.get("memory_read_gbs"):
+            floor = part["weight_bytes_per_step"] / (results["memory_read_gbs"] * 1e9)
+            lines += ["", f"Bandwidth floor of the chosen kernel at batch 1: {part['weight_bytes_per_step'] / 1e9:.2f} "
+                      f"GB of weights per step / {results['memory_read_gbs']} GB/s measured read bandwidth = "
+                      f"{floor * 1000:.1f} ms per step ({floor * 1500:.1f} s per 30 s)."]  # fmt: skip
+        lines.append("")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
-    lines = [f"Machine: {results['machine']} ({results['device']}), {results['date']}", ""]
+    where = results["device"] + (f" ({results['isa']})" if results.get("isa") else "")
+    lines = [f"Machine: {where}, {results.get('threads', '?')} threads, torch {results.get('torch')}, "
+             f"{results['date']}", ""]  # fmt: skip
+    lines += markdown_cpu(results)
     dec = results.get("decoding", [])
     if dec:
         baseline = "float16" if results.get("device_type", "cpu") == "cuda" else "float32"
@@ -483,15 +711,19 @@ def write_footprints(results: dict[str, Any], device: str, source: Path) -> None
     """Record what `compose plan` should assume for this device (composer/plan/footprints.json)."""
     from composer.plan.estimate import FOOTPRINTS
 
-    if not results.get("decoding") and not results.get("codec"):
+    if not results.get("decoding") and not results.get("cpu_decoding") and not results.get("codec"):
         return
     data = json.loads(FOOTPRINTS.read_text()) if FOOTPRINTS.exists() else {}
     per_model = data.setdefault(device, {})
-    for row in results.get("decoding", []):
-        default_dtype = "float16"
-        engine = GRAPH_ENGINE if device == "cuda" else "composer fast loop"
-        if row["engine"] == engine and row["batch"] == 1 and row["dtype"] == default_dtype:
+    for row in results.get("decoding", []):  # CUDA: the graph loop in float16
+        if row["engine"] == GRAPH_ENGINE and row["batch"] == 1 and row["dtype"] == "float16":
             per_model.setdefault(row["model"], {})["steps_per_s"] = row["steps_per_s"]
+    for part in results.get("cpu_decoding", []):  # CPU: the tuner's choice at batch 1
+        tuner = part["tuner"]
+        for row in part["rows"]:
+            chosen = row.get("variant", "").split(" ")[0] == f"{tuner['kernel']}/{tuner['rows']}"
+            if row["engine"] == "composer fast loop" and chosen and row["batch"] == 1:
+                per_model.setdefault(part["model"], {})["steps_per_s"] = row["aggregate_steps_per_s"]
     one_shot_30 = [r for r in results.get("codec", []) if r["seconds_of_audio"] == 30.0 and r["mode"] == "chunked"]
     for entry in per_model.values():
         if one_shot_30:
@@ -502,7 +734,7 @@ def write_footprints(results: dict[str, Any], device: str, source: Path) -> None
     if not isinstance(sources.get(device), dict):  # older files named one source per device
         sources[device] = {"decoding": sources[device], "codec": sources[device]} if device in sources else {}
     for section in ("decoding", "codec"):
-        if results.get(section):
+        if results.get(section) or (section == "decoding" and results.get("cpu_decoding")):
             sources[device][section] = where
     FOOTPRINTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -524,7 +756,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     cuda = args.device == "cuda"
     only = set(args.only or ["decoding", "codec", "assembly", "render"])
-    machine = socket.gethostname().split(".")[0] if cuda else f"cpu{torch.get_num_threads()}"
+    machine = socket.gethostname().split(".")[0] if cuda else f"cpu{torch.get_num_threads()}-{cpu_kind()}"
     results: dict[str, Any] = {
         "machine": machine,
         "device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
@@ -533,13 +765,24 @@ def main(argv: list[str] | None = None) -> None:
         "threads": torch.get_num_threads(),
         "quick": args.quick,
     }
-    frames = (1500 if not args.quick else 250) if cuda else (40 if not args.quick else 15)
-    if "decoding" in only:
-        dtypes = ["float16"] if cuda else ["float32", "float16"]
+    frames = (1500 if not args.quick else 250) if cuda else (100 if not args.quick else 20)
+    if not cuda:
+        from composer.engine.tune import isa_summary
+        from composer.engine.tune import machine as cpu_facts
+
+        facts = cpu_facts()
+        results |= {"device": facts["cpu"], "isa": isa_summary(), "flags_sha1": facts["flags"],
+                    "onednn": facts["onednn"], "memory_read_gbs": stream_bandwidth_gbs()}  # fmt: skip
+    if "decoding" in only and cuda:
         batches = [1, 4, 5, 8] if not args.quick else [1, 4]
-        results["decoding"] = bench_decoding("small", args.device, frames, batches, dtypes)
-        if args.medium or cuda:
-            results["decoding"] += bench_decoding("medium", args.device, frames, [1, 4], dtypes[:1])
+        results["decoding"] = bench_decoding("small", args.device, frames, batches, ["float16"])
+        results["decoding"] += bench_decoding("medium", args.device, frames, [1, 4], ["float16"])
+    elif "decoding" in only:
+        batches = [1, 4, 8] if not args.quick else [1, 4]
+        long_frames = 1500 if not args.quick else 60
+        results["cpu_decoding"] = [bench_cpu_decoding("small", frames, batches, long_frames)]
+        if args.medium:
+            results["cpu_decoding"].append(bench_cpu_decoding("medium", frames // 2, [1, 4], long_frames, False))
     if "codec" in only:
         results["codec"] = bench_codec(args.device, [30.0, 60.0, 120.0] if not args.quick else [30.0, 60.0])
     if "assembly" in only:
@@ -554,7 +797,8 @@ def main(argv: list[str] | None = None) -> None:
         results = json.loads(path.read_text()) | results
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {path}\n")
-    write_footprints(results, args.device, path)
+    if not args.quick:  # a smoke run's numbers are not what `compose plan` should assume
+        write_footprints(results, args.device, path)
     print(markdown(results))
 
 
