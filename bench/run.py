@@ -773,6 +773,13 @@ def main(argv: list[str] | None = None) -> None:
         facts = cpu_facts()
         results |= {"device": facts["cpu"], "isa": isa_summary(), "flags_sha1": facts["flags"],
                     "onednn": facts["onednn"], "memory_read_gbs": stream_bandwidth_gbs()}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{machine}-{results['date']}{'-quick' if args.quick else ''}.json"
+    earlier = json.loads(path.read_text()) if path.exists() and args.only else {}
+
+    def save() -> None:  # after every section: a crash late in a long run keeps what was measured
+        path.write_text(json.dumps(earlier | results, indent=2) + "\n")
+
     if "decoding" in only and cuda:
         batches = [1, 4, 5, 8] if not args.quick else [1, 4]
         results["decoding"] = bench_decoding("small", args.device, frames, batches, ["float16"])
@@ -783,19 +790,19 @@ def main(argv: list[str] | None = None) -> None:
         results["cpu_decoding"] = [bench_cpu_decoding("small", frames, batches, long_frames)]
         if args.medium:
             results["cpu_decoding"].append(bench_cpu_decoding("medium", frames // 2, [1, 4], long_frames, False))
+    save()
     if "codec" in only:
         results["codec"] = bench_codec(args.device, [30.0, 60.0, 120.0] if not args.quick else [30.0, 60.0])
+        save()
     if "assembly" in only:
         if args.baseline:
             results["assembly_baseline"] = bench_assembly_at(args.baseline)
         results["assembly"] = bench_assembly()
+        save()
     if "render" in only:
         results["render"] = bench_render(args.device, "random" if cuda else "tiny")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{machine}-{results['date']}{'-quick' if args.quick else ''}.json"
-    if path.exists() and args.only:  # a partial rerun updates its sections of the day's file
-        results = json.loads(path.read_text()) | results
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    save()
+    results = earlier | results  # a partial rerun updates its sections of the day's file
     print(f"\nwrote {path}\n")
     if not args.quick:  # a smoke run's numbers are not what `compose plan` should assume
         write_footprints(results, args.device, path)

@@ -193,6 +193,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     kernel, pad, rows, numerics, note = "plain", True, 16, "", {}
     if device.type == "cuda":
         dtype = cuda_dtype(device) if settings.cuda_dtype == "auto" else getattr(torch, settings.cuda_dtype)
+        numerics = cuda_numerics(device, dtype)
     else:
         choice = cpu_choice(read_shape(repo_id, revision, settings.hub_cache), settings)
         if choice.kernel == "auto":  # an unreadable config: no shape to tune for
@@ -239,12 +240,24 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
                        rows, numerics, note)  # fmt: skip
 
 
-def reference_numerics(device: torch.device, dtype: torch.dtype) -> str:
-    """transformers' ``generate`` rounds with whatever BLAS picks for the thread count (CPU)."""
+def cuda_numerics(device: torch.device, dtype: torch.dtype) -> str:
+    """The fast loop on a GPU: its type and the GPU's architecture, e.g. ``cuda-bfloat16-sm86`` (another
+    architecture runs other kernels)."""
     import torch
 
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"cuda-{str(dtype).replace('torch.', '')}-sm{major}{minor}"
+
+
+def reference_numerics(device: torch.device, dtype: torch.dtype) -> str:
+    """transformers' ``generate`` rounds with whatever BLAS picks for the CPU, its build and the
+    thread count (CPU), e.g. ``cpu-float32-reference-amx-t2``."""
+    import torch
+
+    from composer.engine.tune import isa_tag
+
     name = f"{device.type}-{str(dtype).replace('torch.', '')}-reference"
-    return f"{name}-t{torch.get_num_threads()}" if device.type == "cpu" else name
+    return f"{name}-{isa_tag()}-t{torch.get_num_threads()}" if device.type == "cpu" else name
 
 
 def read_shape(repo_id: str, revision: str | None, hub_cache: Path) -> DecoderShape | None:
@@ -280,7 +293,8 @@ def cpu_choice(shape: DecoderShape | None, settings: Settings) -> Choice:
 def numerics_for(name: str, settings: Settings) -> str:
     """What decides a segment's tokens besides its request, for cache keys: device, type, kernel.
 
-    On the CPU this is the tuned (or set) kernel, e.g. ``cpu-bfloat16-k1``; on CUDA ``cuda-bfloat16``.
+    On the CPU this is the tuned (or set) kernel, e.g. ``cpu-bfloat16-r16-k1-amx-dnnl3.12``; on CUDA
+    the type and the GPU's architecture, ``cuda-bfloat16-sm86``.
     A kernel whose rounding depends on the thread count carries it (``-t8``), as does the reference
     engine on the CPU.
     """
@@ -290,9 +304,10 @@ def numerics_for(name: str, settings: Settings) -> str:
     if device.type == "cuda":
         try:
             dtype = cuda_dtype(device) if settings.cuda_dtype == "auto" else getattr(torch, settings.cuda_dtype)
+            fast = cuda_numerics(device, dtype)
         except (RuntimeError, AssertionError):  # no usable CUDA here after all: the load will say so
             return "cuda-auto"
-        return reference_numerics(device, dtype) if settings.engine == "transformers" else f"cuda-{str(dtype)[6:]}"
+        return reference_numerics(device, dtype) if settings.engine == "transformers" else fast
     repo_id = resolve_repo_id(name, settings)
     choice = cpu_choice(read_shape(repo_id, cached_revision(repo_id, settings.hub_cache), settings.hub_cache), settings)
     if choice.kernel == "auto":
@@ -398,7 +413,11 @@ def pull_model(repo_id: str, settings: Settings) -> Path:
         )
     except Exception as exc:  # network errors come in many classes; the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadingError(f"could not download {repo_id} (offline or no access?): {first}") from exc
+        raise ModelLoadingError(
+            f"could not download {repo_id} into {settings.hub_cache} ({first}); where there is internet run "
+            f"`compose models pull {alias_of(repo_id) or repo_id}` (and copy the model cache here), or try the "
+            "pipeline without weights with --models tiny"
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ README gives its measured fidelity against float32.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 import platform
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +78,10 @@ class Choice:
 
     @property
     def numerics(self) -> str:
-        """What decides the tokens, for cache keys and records: e.g. ``cpu-bfloat16-r16-k1``."""
-        base = f"cpu-{self.kernel}-r{self.rows}-k{KERNEL_VERSION}"
+        """What decides the tokens, for cache keys and records: the kernel, its chunk, the kernels'
+        version, the class of instruction set oneDNN dispatches to and the oneDNN build, e.g.
+        ``cpu-bfloat16-r16-k1-amx-dnnl3.12`` (another CPU class or torch build may round otherwise)."""
+        base = f"cpu-{self.kernel}-r{self.rows}-k{KERNEL_VERSION}-{isa_tag()}-dnnl{machine()['onednn'] or 'none'}"
         return base if self.invariant else f"{base}-t{_threads()}"  # then the thread count decides too
 
 
@@ -88,6 +92,7 @@ def _threads() -> int:
 
 
 # -- the machine ----------------------------------------------------------------------------------
+@functools.cache
 def machine() -> dict[str, str]:
     """Processor model, a digest of its instruction-set flags, and the torch build."""
     import torch
@@ -102,11 +107,13 @@ def machine() -> dict[str, str]:
                 flags = " ".join(sorted(value.split()))
     except OSError:
         pass
-    onednn = getattr(torch.backends.mkldnn, "version", lambda: "")()
+    found = re.search(r"(?:oneDNN|MKL-DNN) v([\d.]+)", torch.__config__.show())  # the build's own report
+    onednn = found.group(1) if found else ""
     return {"cpu": model, "flags": hashlib.sha1(flags.encode()).hexdigest()[:12], "torch": torch.__version__,
             "onednn": str(onednn)}  # fmt: skip
 
 
+@functools.cache
 def isa_summary() -> str:
     """The vector and matrix extensions of this CPU that matter here (for records and benchmarks)."""
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_int8", "avx_vnni")
@@ -116,6 +123,17 @@ def isa_summary() -> str:
         return ""
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     return " ".join(f for f in wanted if f in flags)
+
+
+def isa_tag() -> str:
+    """The class of vector/matrix instructions oneDNN's kernels use here, in one word: ``amx``,
+    ``avx512fp16``, ``avx512bf16``, ``avx512``, ``avx2``, or the architecture name (ARM, older x86)."""
+    flags = set(isa_summary().split())
+    for flag, tag in (("amx_bf16", "amx"), ("avx512_fp16", "avx512fp16"), ("avx512_bf16", "avx512bf16"),
+                      ("avx512f", "avx512"), ("avx2", "avx2")):  # fmt: skip
+        if flag in flags:
+            return tag
+    return platform.machine().lower() or "cpu"
 
 
 # -- the decision (pure) --------------------------------------------------------------------------
@@ -246,10 +264,10 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    from composer.fsutil import atomic_write_text
+    from composer.fsutil import atomic_write_text, json_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json_text(data, sort_keys=True) + "\n")
 
 
 def choose_kernel(shape: DecoderShape, settings: Settings, force: bool = False) -> Choice:

@@ -2,7 +2,7 @@
 
 For every kernel the CPU tuner may choose by default, at the real widths of musicgen-small (hidden
 1024, 16 heads, ffn 4096, 4 x 2048 codes; one layer to keep it quick: each product has its real
-shape), with sampling, guidance, prompts of different lengths and 200 steps or more: the same rows
+shape), with sampling, guidance, prompts of different lengths and 300 steps or more: the same rows
 in batches of 8, 5, 3, 2 and 1, in other orders and on 1 to 4 threads must give identical tokens.
 Any product that rounds with the batch size or the thread count changes some sampled code within a
 few steps and the rest of the segment after it, so this cannot pass by luck.
@@ -20,7 +20,7 @@ from composer.engine.tune import CANDIDATES, probe_variant, shape_of_config
 from composer.engine.types import Sampling
 
 SMALL_WIDTHS = (1024, 1, 16, 4096)  # (hidden, layers, heads, ffn): musicgen-small's widths, one layer
-STEPS = 200
+STEPS = 300
 
 
 def wide_model(kernel: str, rows: int) -> LoadedModel:
@@ -52,7 +52,7 @@ def rows() -> list[Row]:
     ]
 
 
-# (row indices in batch order, thread count): sizes 8, 8 (every row at another place), 5, 3, 2, 1, 1
+# (row indices in batch order, thread count): sizes 8, 8 (every row at another place), 5, 3, 2 and 1
 CONFIGS = [
     ([0, 1, 2, 3, 4, 5, 6, 7], 2),
     ([1, 2, 3, 4, 5, 6, 7, 0], 1),
@@ -60,7 +60,6 @@ CONFIGS = [
     ([2, 1, 0], 3),
     ([0, 7], 2),
     ([0], 1),
-    ([5], 4),
 ]
 
 

@@ -11,6 +11,7 @@ from composer.engine.catalog import TINY_REPOS
 from composer.engine.kernels import CHUNKS, KERNEL_VERSION, activation_dtype
 from composer.engine.models import cached_revision, list_cached, load_model, resolve_repo_id
 from composer.engine.tiny import TINY_SHAPES
+from composer.engine.tune import isa_tag, machine
 from composer.errors import ModelLoadingError
 from composer.settings import Settings, load_settings
 
@@ -35,7 +36,8 @@ def test_small_and_medium_differ(tiny_settings: Settings) -> None:
     assert small.spec.channels == 1 and small.spec.pad == small.spec.vocab == 2048
     assert str(small.device) == "cpu" and small.kernel in ("float32", "bfloat16", "float16")  # tuned here
     assert small.dtype == activation_dtype(small.kernel) and small.rows in CHUNKS
-    assert small.numerics == f"cpu-{small.kernel}-r{small.rows}-k{KERNEL_VERSION}"
+    build = f"{isa_tag()}-dnnl{machine()['onednn']}"
+    assert small.numerics == f"cpu-{small.kernel}-r{small.rows}-k{KERNEL_VERSION}-{build}"
     assert next(small.model.text_encoder.parameters()).dtype == torch.float32
     assert next(small.model.audio_encoder.parameters()).dtype == torch.float32
     full = load_model("small", tiny_settings.with_(cpu_dtype="float32"))

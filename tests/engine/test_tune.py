@@ -57,12 +57,14 @@ def test_ties_go_to_the_faster_one_alone_then_the_candidate_order() -> None:
 def test_numerics_name_what_decides_the_tokens() -> None:
     import torch
 
+    build = f"{tune.isa_tag()}-dnnl{tune.machine()['onednn']}"  # the CPU class and the oneDNN build
+    assert tune.isa_tag() in ("amx", "avx512fp16", "avx512bf16", "avx512", "avx2") or "avx2" not in tune.isa_summary()
     invariant = Choice("bfloat16", True, False, 16, "tuned", {})
-    assert invariant.numerics == f"cpu-bfloat16-r16-k{KERNEL_VERSION}"
+    assert invariant.numerics == f"cpu-bfloat16-r16-k{KERNEL_VERSION}-{build}"
     varying = Choice("float16", False, True, 2, "set", {})
-    assert varying.numerics == f"cpu-float16-r2-k{KERNEL_VERSION}-t{torch.get_num_threads()}"
+    assert varying.numerics == f"cpu-float16-r2-k{KERNEL_VERSION}-{build}-t{torch.get_num_threads()}"
     note = stamp(Choice("float32", True, True, 16, "tuned", {"float32/16": m(10, 20), "int8/16": {"available": False}}))
-    assert note == {"kernel": "float32", "rows": 16, "numerics": f"cpu-float32-r16-k{KERNEL_VERSION}",
+    assert note == {"kernel": "float32", "rows": 16, "numerics": f"cpu-float32-r16-k{KERNEL_VERSION}-{build}",
                     "chosen": "tuned", "ms_per_step": {"float32/16": {"batch_1": 10.0, "batch_4": 20.0}}}  # fmt: skip
 
 
