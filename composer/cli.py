@@ -286,15 +286,15 @@ def _generate(
     from composer.engine.catalog import info_of
     from composer.engine.codec import encode_audio
     from composer.engine.types import Request, Sampling
-    from composer.fsutil import atomic_write_text, filesystem_errors
+    from composer.fsutil import atomic_write_text, filesystem_errors, json_text
 
     info = info_of(model)
     if melody is not None and info is not None and not info.melody:
         _err(f"compose generate: --melody needs a melody model (melody, stereo-melody...), not {model!r}")
         raise typer.Exit(2)
     # read every input before loading a model: a bad file fails in a second, not after the load
-    reference = read_audio(melody) if melody is not None else None
-    continued = read_audio(continue_from) if continue_from is not None else None
+    reference = read_audio(melody, max_seconds=duration + 30.0) if melody is not None else None
+    continued = read_audio(continue_from, max_seconds=prompt_seconds, tail=True) if continue_from is not None else None
     runner = open_engine(settings.engine, model, settings)
     lm = runner.lm
     prompt_tokens = None
@@ -330,7 +330,7 @@ def _generate(
     audio = resample(result.new_audio, result.sample_rate, sample_rate)
     with filesystem_errors(output, "run it again"):
         write_audio(output, audio, sample_rate, bit_depth=depth)
-        atomic_write_text(output.with_name(output.name + ".json"), json.dumps(record, indent=2) + "\n")
+        atomic_write_text(output.with_name(output.name + ".json"), json_text(record) + "\n")
     n = audio.shape[1]
     typer.echo(f"wrote {output} ({n / sample_rate:.2f} s at {sample_rate} Hz, seed {seed}) in {elapsed:.1f} s")
 
@@ -454,9 +454,25 @@ def render(files: FilesArg, out: OutOpt = None, takes: TakesOpt = 1, models: Mod
             code = run_cluster(paths, settings, out or settings.output_dir, ray_address, ray_actors, takes,
                                reroll=reroll, reroll_above=reroll_above)  # fmt: skip
             raise typer.Exit(code)
-        for path in paths:
-            run_render(path, settings, out or settings.output_dir, takes=takes, allow_large=allow_large,
+        if not paths:
+            _err(f"compose render: no arrangement files (*.yaml, *.yml) in {', '.join(str(f) for f in files)}")
+            raise typer.Exit(2)
+        if len(paths) == 1:
+            run_render(paths[0], settings, out or settings.output_dir, takes=takes, allow_large=allow_large,
                        reroll=reroll, reroll_above=reroll_above)  # fmt: skip
+            return
+        failed: list[tuple[Path, ComposerError]] = []
+        for path in paths:  # one bad file does not stop the others
+            try:
+                run_render(path, settings, out or settings.output_dir, takes=takes, allow_large=allow_large,
+                           reroll=reroll, reroll_above=reroll_above)  # fmt: skip
+            except ComposerError as exc:
+                _err(str(exc))
+                failed.append((path, exc))
+        if failed:
+            _err(f"{len(paths) - len(failed)} of {len(paths)} arrangements rendered; failed: "
+                 f"{', '.join(str(path) for path, _ in failed)}")  # fmt: skip
+            raise typer.Exit(failed[0][1].exit_code)
 
 
 @app.command()

@@ -150,6 +150,15 @@ def run_render(file: Path, settings: Settings, out_root: Path, **kwargs: Any) ->
         f"{len(result.stats.generated)} generated, {len(result.stats.cached)} from cache, {result.seconds:.1f} s",
         soft_wrap=True,
     )
+    if loud["integrated_lufs"] is not None and abs(loud["integrated_lufs"] - loud["target_lufs"]) > 1.0:
+        out.print(f"warning: the mix is {loud['integrated_lufs']} LUFS, more than 1 LU from the target "
+                  f"{loud['target_lufs']} (the limiter could not hold {loud['true_peak_ceiling_dbtp']} dBTP there)",
+                  soft_wrap=True)  # fmt: skip
+    if kwargs.get("regen"):  # the seed it drew (or was given): what makes this version again
+        section = kwargs["regen"]
+        seed = result.plan.segment(section).seed
+        out.print(f"{section}: seed {seed} (recorded; `compose regen {file} {section} --seed {seed}` remakes it)",
+                  soft_wrap=True)  # fmt: skip
 
 
 def arrangement_files(paths: list[Path]) -> list[Path]:

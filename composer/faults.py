@@ -18,6 +18,8 @@ import signal
 from dataclasses import dataclass
 
 POINTS = ("segment-stored", "file-temp", "file-written")
+# signals that end or interrupt a process (STOP would hang a test; SIG_IGN is a handler, not a signal)
+SIGNALS = ("INT", "TERM", "KILL", "HUP", "QUIT", "USR1", "USR2")
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ _counts: dict[str, int] = {}
 
 
 def parse(spec: str) -> FaultSpec:
-    """Parse ``POINT[#N]:SIGNAL`` (SIGNAL: INT, TERM, KILL, or a SIG* name).
+    """Parse ``POINT[#N]:SIGNAL`` (SIGNAL: one of :data:`SIGNALS`, with or without ``SIG``).
 
     Raises:
         ValueError: an unknown point or signal, or a bad count.
@@ -48,10 +50,11 @@ def parse(spec: str) -> FaultSpec:
     except ValueError:
         raise ValueError(f"COMPOSER_FAULT_AT={spec!r}: {count!r} is not a whole number") from None
     name = sig_name.strip().upper() or "INT"
-    number = getattr(signal, name if name.startswith("SIG") else "SIG" + name, None)
-    if occurrence < 1 or not isinstance(number, int):
-        raise ValueError(f"COMPOSER_FAULT_AT={spec!r}: expected POINT[#N]:SIGNAL, e.g. segment-stored#2:INT")
-    return FaultSpec(point, occurrence, int(number))
+    name = name.removeprefix("SIG")
+    if occurrence < 1 or name not in SIGNALS:
+        raise ValueError(f"COMPOSER_FAULT_AT={spec!r}: expected POINT[#N]:SIGNAL with SIGNAL one of "
+                         f"{', '.join(SIGNALS)}, e.g. segment-stored#2:INT")  # fmt: skip
+    return FaultSpec(point, occurrence, int(getattr(signal, "SIG" + name)))
 
 
 def arm(spec: FaultSpec | None) -> None:

@@ -57,7 +57,7 @@ def filesystem_errors(where: Path, resume_hint: str = "run the same command agai
     try:
         yield
     except OSError as exc:
-        path = exc.filename or where
+        path = _user_path(exc.filename2 or exc.filename or where)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFullError(
                 f"disk full while writing {path}; finished segments are kept: free some space and {resume_hint}"
@@ -66,6 +66,15 @@ def filesystem_errors(where: Path, resume_hint: str = "run the same command agai
         raise CannotWriteError(
             f"cannot write {path}: {reason}; fix that (or choose another --out / -o) and {resume_hint}"
         ) from exc
+
+
+def _user_path(path: str | os.PathLike[str]) -> str:
+    """The file the user knows for one of composer's temp files (``.composer-mix.wav.x1y2.tmp`` ->
+    ``mix.wav``): messages name what is being written, not how."""
+    where = Path(path)
+    if is_own_temp(where.name):
+        return str(where.with_name(where.name[len(TEMP_PREFIX) : -len(TEMP_SUFFIX)].rsplit(".", 1)[0]))
+    return str(path)
 
 
 class UnsafePathError(ComposerError):
@@ -148,6 +157,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write bytes atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def json_text(data: object, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """Strict JSON (RFC 8259) for every file composer writes: NaN and infinities, which Python's json
+    would write as the non-JSON ``NaN``/``-Infinity``, become null (e.g. the peak of a silent mix)."""
+    import json
+    import math
+
+    def finite(value: object) -> object:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(data), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -53,6 +53,7 @@ class StyleFile(BaseModel):
 
 
 PARTS = ("genre", "feel", "instruments", "mood", "mix")
+MAX_EXTENDS = 32  # a style may extend a chain this deep (deeper is a mistake, and would exhaust the stack)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,9 @@ class StyleLibrary:
             return self._resolved[name]
         if name in seen:
             raise StyleError(f"{self._files[name][1]}: extends: style inheritance loops: {' -> '.join(seen + (name,))}")
+        if len(seen) >= MAX_EXTENDS:
+            raise StyleError(f"{self._files[name][1]}: extends: more than {MAX_EXTENDS} styles deep "
+                             f"({' -> '.join(seen[:3])} -> ... -> {name})")  # fmt: skip
         spec, path = self._files[name]
         own_parts = {p: getattr(spec, p) for p in PARTS if getattr(spec, p)}
         if spec.extends is None:

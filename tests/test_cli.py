@@ -14,7 +14,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from composer.cli import app
-from composer.engine.tune import machine
+from composer.engine.tune import isa_tag, machine
 from tests.conftest import REPO
 
 runner = CliRunner()
@@ -170,7 +170,7 @@ def test_validate_ok_and_broken(tmp_path: Path) -> None:
     bad.write_text("title: t\nbpm: 120\nsections:\n  - name: a\n    prompt: p\n    duration_s: -4\n")
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2
-    assert f"{bad}:6: sections[0].duration_s: must be greater than 0" in result.output
+    assert f"{bad}:6: sections[0].duration_s: must be greater than or equal to 0.1" in result.output
 
 
 def test_schema_is_json() -> None:
@@ -241,8 +241,40 @@ def test_generate_format_options(tiny_env: Path, tmp_path: Path) -> None:
     assert set(record["versions"]) == {"composer", "torch", "transformers"}
     assert record["kernel"] in ("float32", "bfloat16", "float16") and record["dtype"] == record["kernel"]
     rows = record["kernel_choice"]["rows"]
-    assert rows in (2, 16) and record["numerics"] == f"cpu-{record['kernel']}-r{rows}-k1"
+    build = f"{isa_tag()}-dnnl{machine()['onednn']}"
+    assert rows in (2, 16) and record["numerics"] == f"cpu-{record['kernel']}-r{rows}-k1-{build}"
     assert record["kernel_choice"]["chosen"] in ("tuned", "cached")
     flac = runner.invoke(app, ["generate", "--prompt", "p", "-d", "1", "-o", str(tmp_path / "c.flac"),
                                "--bit-depth", "float"])  # fmt: skip
     assert flac.exit_code == 2 and "--bit-depth float" in flac.output
+
+
+def test_generate_refuses_a_fifo_rather_than_wait_on_it(tiny_env: Path, tmp_path: Path) -> None:
+    """#19 item 21: --melody FIFO and --continue-from FIFO blocked forever."""
+    import os
+
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    for flag, model in (("--continue-from", "small"), ("--melody", "melody")):
+        out = str(tmp_path / "o.wav")
+        args = ["generate", "--prompt", "p", "-d", "1", "--model", model, flag, str(fifo), "-o", out]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and f"{fifo}: a FIFO, not an audio file" in result.output, result.output
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_failed_download_says_what_to_do(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """#19 item 26: the first command offline said only `could not download ... ConnectError`."""
+    import huggingface_hub
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise OSError("ConnectError: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("COMPOSER_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    result = runner.invoke(app, ["generate", "--prompt", "p", "-d", "1", "-o", str(tmp_path / "x.wav")])
+    assert result.exit_code == 3, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("could not download facebook/musicgen-small into ") and "ConnectError" in line
+    assert "`compose models pull small`" in line and "--models tiny" in line

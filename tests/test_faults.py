@@ -13,9 +13,14 @@ from composer.settings import load_settings
 def test_parse_point_count_and_signal() -> None:
     assert faults.parse("segment-stored#3:KILL") == faults.FaultSpec("segment-stored", 3, signal.SIGKILL)
     assert faults.parse("file-written") == faults.FaultSpec("file-written", 1, signal.SIGINT)
+    assert faults.parse("file-temp#2:sigterm") == faults.FaultSpec("file-temp", 2, signal.SIGTERM)
 
 
-@pytest.mark.parametrize("spec", ["nowhere:INT", "file-written#0:INT", "file-written#x:INT", "file-written:NOPE"])
+@pytest.mark.parametrize(
+    "spec",
+    ["nowhere:INT", "file-written#0:INT", "file-written#x:INT", "file-written:NOPE",
+     "file-written:SIG_IGN", "file-written:SIG_DFL", "file-written:STOP", "file-written:SIGTSTP"],
+)  # fmt: skip
 def test_bad_specs_are_refused_when_settings_load(spec: str) -> None:
     with pytest.raises(ValueError, match="COMPOSER_FAULT_AT"):
         load_settings(env={"COMPOSER_FAULT_AT": spec})

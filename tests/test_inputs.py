@@ -77,6 +77,27 @@ def test_state_seeds_outside_the_range_are_refused(tiny_env: Path, tmp_path: Pat
     assert "state.json: unreadable render state" in line and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("state", ["deep", "long owner", "huge"])
+def test_a_damaged_state_file_is_one_line(tiny_env: Path, tmp_path: Path, state: str) -> None:
+    """#19 items 11 and 12: a state.json nested 100 000 deep (RecursionError) or naming an arrangement
+    with a 300-character component (OSError) gave tracebacks."""
+    folder = tmp_path / "short"
+    folder.mkdir()
+    text = {
+        "deep": '{"seeds": {}, "takes": {}, "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "long owner": '{"seeds": {}, "takes": {}, "arrangement": "/tmp/' + "a" * 300 + '.yaml"}',
+        "huge": '{"seeds": {}, "takes": {}, "x": "' + "a" * (2 << 20) + '"}',
+    }[state]
+    (folder / "state.json").write_text(text)
+    result = runner.invoke(app, ["render", str(SHORT), "--out", str(tmp_path)])
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    if state == "long owner":  # a path that cannot exist: the folder is adopted, as when the old file is gone
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 2, result.output
+        assert "state.json: unreadable render state" in result.output.strip().splitlines()[-1]
+
+
 def test_cue_and_labels_cannot_be_injected(tiny_env: Path, tmp_path: Path) -> None:
     """A title is one line (validation); the CUE writer also neutralises control characters and quotes."""
     from composer.export.markers import _quote

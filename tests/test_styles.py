@@ -56,6 +56,19 @@ def test_cycle_is_reported(tmp_path: Path) -> None:
         StyleLibrary.load(tmp_path)
 
 
+def test_a_very_deep_chain_is_one_clear_error(tmp_path: Path) -> None:
+    """#19 item 13: 1500 styles each extending the next exhausted the stack (RecursionError)."""
+    write(tmp_path, "s0", "prompt: Root.\n")
+    for i in range(1, 1500):
+        write(tmp_path, f"s{i}", f"extends: s{i - 1}\n")
+    with pytest.raises(StyleError, match="more than 32 styles deep") as caught:
+        StyleLibrary.load(tmp_path)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+    for i in range(32, 1500):  # a chain of 32 styles is fine
+        (tmp_path / f"s{i}.yaml").unlink()
+    assert StyleLibrary.load(tmp_path).get("s31").chain[0] == "s0"
+
+
 def test_bad_style_files_are_located(tmp_path: Path) -> None:
     write(tmp_path, "a", "extends: missing\n")
     (tmp_path / "b.yaml").write_text("name: not-b\ndescription: d\nprompt: p\n")

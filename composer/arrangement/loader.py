@@ -58,16 +58,21 @@ def melody_problem(arrangement: Path, melody: str) -> str | None:
 
     It must name an existing audio file inside the arrangement's folder (after following links).
     """
+    if "\x00" in melody:
+        return "the path contains a NUL character"
     if Path(melody).is_absolute():
         return f"{melody!r} is an absolute path; give a path relative to the arrangement file"
-    folder = arrangement.parent.resolve()
-    target = (arrangement.parent / melody).resolve()
-    if not target.is_relative_to(folder):
-        return f"{melody!r} leads outside the arrangement's folder ({folder}); copy the reference into it"
-    if not target.is_file():
-        return (
-            f"{melody!r}: no such file next to the arrangement" if not target.exists() else f"{melody!r} is not a file"
-        )
+    try:
+        folder = arrangement.parent.resolve()
+        target = (arrangement.parent / melody).resolve()
+        if not target.is_relative_to(folder):
+            return f"{melody!r} leads outside the arrangement's folder ({folder}); copy the reference into it"
+        if not target.is_file():
+            missing = not target.exists()
+            return f"{melody!r}: no such file next to the arrangement" if missing else f"{melody!r} is not a file"
+    except (OSError, RuntimeError, ValueError) as exc:  # a name too long, a loop of links
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"{melody[:80]!r}{'...' if len(melody) > 80 else ''} cannot be used as a path ({reason})"
     return None
 
 

@@ -29,6 +29,18 @@ KEY_PATTERN = re.compile(r"^[A-G][#b]?(\s*(major|minor|maj|min|m))?$", re.IGNORE
 
 
 RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+# What may not appear in one line of text that reaches a file (titles, CUE and label text): C0 and C1
+# controls (U+0085 is a line break), the line and paragraph separators, and bidirectional controls
+# (U+202E turns the rest of a line around). One definition for every check and every cleaning.
+NOT_IN_A_LINE = "\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character of :data:`NOT_IN_A_LINE` replaced by a space."""
+    return re.sub(f"[{NOT_IN_A_LINE}]", " ", text)
+
+
+MIN_SEGMENT_S = 0.1  # five codec frames: anything shorter is a typo (1e-300 s broke the fades downstream)
 MAX_TRACK_S = 1200.0  # 20 minutes of generated audio: beyond that an arrangement is a mistake, not a track
 
 
@@ -106,7 +118,7 @@ class TransitionDefaults(Crossfade):
     style: str | None = Field(
         None, description="A style for every transition (e.g. riser-transition); default: the next section's words."
     )
-    duration_s: float = Field(30.0, gt=0.0, le=WINDOW_S, description="Length of each transition, s.")
+    duration_s: float = Field(30.0, ge=MIN_SEGMENT_S, le=WINDOW_S, description="Length of each transition, s.")
     prompt_s: float = Field(
         10.0, gt=0.0, le=20.0, description="Seconds of the previous section's tail used as continuation prompt."
     )
@@ -120,7 +132,7 @@ class TransitionSpec(Crossfade):
     )
     model: str | None = Field(None, description="Model for this transition.")
     style: str | None = Field(None, description="A style for this transition (overrides transitions.style).")
-    duration_s: float | None = Field(None, gt=0.0, le=WINDOW_S, description="Length of this transition, s.")
+    duration_s: float | None = Field(None, ge=MIN_SEGMENT_S, le=WINDOW_S, description="Length of this transition, s.")
     prompt_s: float | None = Field(None, gt=0.0, le=20.0, description="Continuation prompt length, s.")
     prompt: str | None = Field(None, max_length=2000, description="Extra text for the transition's prompt.")
 
@@ -133,7 +145,7 @@ class Section(_Strict):
     prompt: str | None = Field(None, max_length=4000, description="Prompt text; used alone or after the style.")
     extra: str | None = Field(None, max_length=2000, description="Extra text appended to the style/prompt.")
     duration_s: float = Field(
-        gt=0.0, description="Length of the section's stem, seconds (or give duration_bars instead)."
+        ge=MIN_SEGMENT_S, description="Length of the section's stem, seconds (or give duration_bars instead)."
     )
     duration_bars: int | None = Field(
         None, ge=1, le=256, description="Length in bars at the arrangement's bpm; puts the track on the bar grid."
@@ -174,7 +186,7 @@ class Arrangement(_Strict):
     title: str = Field(
         min_length=1,
         max_length=200,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
+        pattern=f"^[^{NOT_IN_A_LINE}]+$",
         description="Title, written into the manifest and markers (one line: no control characters).",
     )
     bpm: float = Field(gt=20.0, le=300.0, description="Tempo; woven into every prompt and used for bar lengths.")
@@ -295,6 +307,10 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
         problems.append((("generation", "stride_s"), "stride_s must be shorter than window_s"))
     if arr.output.format == "flac" and arr.output.bit_depth == "float":
         problems.append((("output", "bit_depth"), "FLAC cannot store float samples; use 16 or 24, or format: wav"))
+    loud = arr.loudness
+    if loud.target_lufs > loud.true_peak_dbtp:  # a mix's loudness sits below its peaks: this cannot be met
+        problems.append((("loudness", "target_lufs"), f"{loud.target_lufs:g} LUFS cannot be reached with peaks held "
+                         f"under {loud.true_peak_dbtp:g} dBTP; lower target_lufs or raise true_peak_dbtp"))  # fmt: skip
     problems += _length_problems(arr)
     seen: dict[str, str] = {}
     last = len(arr.sections) - 1

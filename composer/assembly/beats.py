@@ -29,6 +29,7 @@ HOP_S = 0.002  # onset envelope resolution
 FRAME_S = 0.016  # analysis window (short: attacks are located to a few ms)
 SEARCH = 0.08  # look for the tempo within ±8% of the asked one
 MIN_CONFIDENCE = 10.0  # the best comb's z-score: below this the audio has no clear pulse
+MIN_ONSET = 0.01  # onset strength below which a beat carries nothing (attacks: ~1-100)
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,21 @@ def track(audio: np.ndarray, rate: int, bpm: float, beats_per_bar: int = 4) -> B
     grid = np.arange(int((n - 1 - phase) / period) + 1)
     coarse = phase + period * grid
     strength = broad[np.rint(coarse).astype(np.int64)]
+    # a pulse is onsets on most beats of the grid, above the envelope's typical level: DC, a lone
+    # impulse or a tone with one click comb as a "pulse" of one event over nothing, at any tempo
+    if float(np.median(strength)) <= max(MIN_ONSET, float(np.median(broad))):
+        return None
     strong = strength >= 0.25 * np.percentile(strength, 90)
     times = np.array([_attack(mono, rate, c / env_rate, period / env_rate / 8) for c in coarse[strong]])
     index = grid[strong].astype(np.float64)
-    slope, intercept = np.polyfit(index, times, 1)
+    if index.size < 2 or np.ptp(index) == 0:  # one strong beat: no line to fit, no pulse to align to
+        return None
+    slope, intercept = _line(index, times)
     keep = np.abs(times - (intercept + slope * index)) < 0.01  # drop beats more than 10 ms off the line
     if keep.sum() >= 4:
-        slope, intercept = np.polyfit(index[keep], times[keep], 1)
+        slope, intercept = _line(index[keep], times[keep])
+    if not slope > 0 or abs(60.0 / slope / bpm - 1.0) > SEARCH:  # the refined tempo left the window
+        return None
     beat_s = float(slope)
     # the grid's first beat: at or after the start, or a hair (under 1% of a beat) before it
     first = float(intercept) - beat_s * np.floor(float(intercept) / beat_s + 0.01)
@@ -129,6 +138,14 @@ def track(audio: np.ndarray, rate: int, bpm: float, beats_per_bar: int = 4) -> B
         first_downbeat_s=first + downbeat * beat_s,
         confidence=confidence,
     )
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope and intercept (closed form: no polyfit warnings on the terminal)."""
+    mx, my = float(x.mean()), float(y.mean())
+    var = float(((x - mx) ** 2).sum())
+    slope = float(((x - mx) * (y - my)).sum()) / var if var > 0 else 0.0
+    return slope, my - slope * mx
 
 
 def _attack(mono: np.ndarray, rate: int, around_s: float, reach_s: float) -> float:
@@ -152,18 +169,23 @@ class Alignment:
     shift_s: dict[str, float]  # positive: the audio starts that much earlier (its lead-in is trimmed)
 
 
+MIN_CROSSFADE_S = 0.01  # what a shift leaves of a crossfade at least (a butt join clicks)
+
+
 def align(plan: Plan, arr: Arrangement, segments: dict[str, Take]) -> Alignment:
     """Track every segment's beats; with ``align_beats``, shift each segment that does not continue
     another so its first downbeat sits on the nearest bar line of the track (at most half a bar).
 
     A continuation moves with the segment it continues (the seam between them is audio-continuous),
     so a shift applies to a whole chain: its first segment's start and its last segment's end stay
-    where the plan put them, the seams inside it move.
+    where the plan put them, the seams inside it move. A shift never uncovers anything: moving
+    audio later is limited by the crossfade with what comes before (none at the track's start), and
+    moving it earlier by the audio generated past the chain's end (:func:`shift_limits`).
     """
     beats: dict[str, Beats | None] = {}
     shift_s: dict[str, float] = {}
     chain = 0.0
-    for place in plan.timeline:
+    for i, place in enumerate(plan.timeline):
         take = segments[place.segment]
         found = track(take.new_audio, take.sample_rate, arr.bpm, arr.beats_per_bar)
         beats[place.segment] = found
@@ -171,6 +193,23 @@ def align(plan: Plan, arr: Arrangement, segments: dict[str, Take]) -> Alignment:
             chain = 0.0
             if arr.align_beats and found is not None:
                 downbeat = place.start_s + found.first_downbeat_s
-                chain = downbeat - round(downbeat / arr.bar_s) * arr.bar_s
+                later, earlier = shift_limits(plan, segments, i)
+                chain = min(max(downbeat - round(downbeat / arr.bar_s) * arr.bar_s, -later), earlier)
         shift_s[place.segment] = chain
     return Alignment(beats, shift_s)
+
+
+def shift_limits(plan: Plan, segments: dict[str, Take], i: int) -> tuple[float, float]:
+    """How far the chain starting at timeline entry ``i`` may move (later, earlier), in seconds,
+    without leaving silence: later, no more than its crossfade with the segment before it (less
+    :data:`MIN_CROSSFADE_S`); earlier, no more than the audio its last segment has past its end."""
+    timeline = plan.timeline
+    place = timeline[i]
+    later = max(0.0, timeline[i - 1].end_s - place.start_s - MIN_CROSSFADE_S) if i else 0.0
+    last = i
+    while last + 1 < len(timeline) and timeline[last + 1].join == "seam":
+        last += 1
+    end = timeline[last]
+    take = segments[end.segment]
+    earlier = max(0.0, take.new_audio.shape[1] / take.sample_rate - (end.end_s - end.start_s))
+    return later, earlier

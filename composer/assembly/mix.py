@@ -110,12 +110,13 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
             overlap_in = min(_sample(place.crossfade_s, rate), hop_start)
             audio = full[:, hop_start - overlap_in :]
             start = first - overlap_in
-        else:  # a crossfade: from this start to the previous segment's end
-            overlap_in = _sample(actual[i - 1].end_s, rate) - first if i else 0
-            shift = _sample(alignment.shift_s[place.segment], rate)  # > 0: trim lead-in; < 0: start later
-            audio = new[:, shift:] if shift >= 0 else np.pad(new, ((0, 0), (-shift, 0)))
+        else:  # a crossfade: from this start (moved later by a negative shift) to the previous segment's end
+            overlap_in = max(0, _sample(actual[i - 1].end_s, rate) - first) if i else 0
+            shift = _sample(alignment.shift_s[place.segment], rate)  # > 0: trim lead-in
+            audio = new[:, max(shift, 0) :]
             start = first
-        if audio.shape[1] < last - start:  # never expected (frames cover the length): pad rather than misplace
+        if audio.shape[1] < last - start:  # never expected (frames cover the length, shifts are limited)
+            log.warning("%s: %d samples short of its place; padded with silence", seg.id, last - start - audio.shape[1])
             audio = np.pad(audio, ((0, 0), (0, last - start - audio.shape[1])))
         audio = audio[:, : last - start].astype(np.float64)  # the frame grid's extra few ms go
         envelope = db_to_gain(np.linspace(gains[0], gains[1], audio.shape[1]))
@@ -137,12 +138,14 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
 
 
 def _moved(placements: list[Placement], alignment: Alignment) -> list[Placement]:
-    """The placements after alignment: the seams inside a shifted chain move with it."""
+    """The placements after alignment, where the audio really is: the seams inside a shifted chain move
+    with it, and a chain moved later starts later (its crossfade shortens); one moved earlier keeps its
+    start (its lead-in is trimmed)."""
     out = []
     for i, place in enumerate(placements):
         shift = alignment.shift_s[place.segment]
         seamed = i + 1 < len(placements) and placements[i + 1].join == "seam"
-        start = place.start_s - shift if place.join == "seam" else place.start_s
+        start = place.start_s - shift if place.join == "seam" or shift < 0 else place.start_s
         out.append(Placement(place.segment, start, place.end_s - shift if seamed else place.end_s,
                              place.join, place.crossfade_s))  # fmt: skip
     return out

@@ -46,17 +46,36 @@ class AudioFileError(ComposerError):
     exit_code = 2
 
 
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
+def read_audio(path: Path, max_seconds: float | None = None, tail: bool = False) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 (channels, samples) and its sample rate.
 
+    Args:
+        max_seconds: read no more than this (the start, or with ``tail`` the end): a reference for a
+            10 s section needs 10 s of it, however long the file is.
+
     Raises:
-        AudioFileError: missing, not audio soundfile can read, empty, or holding NaN/inf.
+        AudioFileError: missing, not a regular file (a FIFO would block forever), not audio soundfile
+            can read, empty, or holding NaN/inf.
     """
+    import stat
+
     import soundfile as sf
 
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as exc:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise AudioFileError(f"{path}: {kind}, not an audio file")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            rate, total = int(f.samplerate), int(f.frames)
+            want = total if max_seconds is None else min(total, int(np.ceil(max_seconds * rate)) + 1)
+            if tail and want < total:
+                f.seek(total - want)
+            data = f.read(want, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AudioFileError(f"{path}: not a readable audio file ({first})") from None
     if data.shape[0] == 0 or not np.isfinite(data).all():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from composer.arrangement.schema import one_line
 from composer.plan import Plan
 
 
@@ -40,4 +41,4 @@ def cue_sheet(plan: Plan, audio_file: str) -> str:
 
 def _quote(text: str) -> str:
     """One CUE string: no double quotes, no control characters (a newline would start a new command)."""
-    return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text).replace('"', "'")
+    return one_line(text).replace('"', "'")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import platform
 from pathlib import Path
@@ -21,7 +20,7 @@ from composer.audio.io import write_audio
 from composer.engine.types import Take
 from composer.export.markers import audacity_labels, cue_sheet
 from composer.export.picture import draw_timeline
-from composer.fsutil import atomic_write_text, remove_file
+from composer.fsutil import atomic_write_text, json_text, remove_file
 from composer.plan import Plan, Segment
 from composer.render.run import RunStats
 from composer.settings import Settings
@@ -105,7 +104,7 @@ def export_all(
     manifest["seams"] = [_seam_entry(seam) for seam in seams]
     if rerolls is not None:
         manifest["rerolls"] = {"limit": rerolls.limit, "tries": rerolls.tries}
-    atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(folder / "manifest.json", json_text(manifest) + "\n")
     return manifest
 
 

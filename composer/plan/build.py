@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from composer.arrangement.schema import Arrangement, Section, has_transition, transition_duration_s
-from composer.engine.catalog import ENGINE_VERSIONS, FRAME_RATE_HZ
+from composer.arrangement.schema import MAX_TRACK_S, Arrangement, Section, has_transition, transition_duration_s
+from composer.engine.catalog import COMFORTABLE_S, ENGINE_VERSIONS, FRAME_RATE_HZ, LONG_FORM_MAX_S, WINDOW_S
 from composer.engine.types import Sampling
 from composer.errors import ArrangementError, Problem
 from composer.plan.prompt import compose
@@ -97,22 +97,39 @@ def frames_for(duration_s: float) -> int:
 class Grid:
     """Lengths on the bar grid (``grid: bars``): whole bars, with a warning where one was rounded."""
 
-    def __init__(self, arr: Arrangement):
+    def __init__(self, arr: Arrangement, file: str = ""):
         self.arr = arr
+        self.file = file
         self.on = arr.on_bars
         self.warnings: list[str] = []
 
-    def length(self, seconds: float, what: str, minimum: int = 1) -> float:
-        """``seconds`` as whole bars on the grid (at least ``minimum``), else unchanged."""
+    def length(self, seconds: float, what: str, minimum: int = 1, limit: float | None = None, field: str = "") -> float:
+        """``seconds`` as whole bars on the grid (at least ``minimum``), else unchanged; never above
+        ``limit`` (rounded down where rounding to the nearest bar would pass it).
+
+        Raises:
+            ArrangementError: even ``minimum`` bars are longer than ``limit`` (a very slow tempo).
+        """
         if not self.on:
             return seconds
         bars = max(minimum, round(seconds / self.arr.bar_s))
+        if limit is not None and bars * self.arr.bar_s > limit + 1e-9:
+            bars = int(limit // self.arr.bar_s + 1e-9)
+            if bars < minimum:
+                raise ArrangementError([Problem(self.file, None, field or what,
+                                                f"one bar at {self.arr.bpm:g} bpm is {self.arr.bar_s:.2f} s, "
+                                                f"longer than the {limit:g} s limit for {what}")])  # fmt: skip
         if abs(bars * self.arr.bar_s - seconds) > 1e-3:
             self.warnings.append(
                 f"{what}: {seconds:g} s is {seconds / self.arr.bar_s:.2f} bars at {self.arr.bpm:g} bpm; "
                 f"on the bar grid it is {bars} bar{'s' if bars != 1 else ''} ({bars * self.arr.bar_s:.3f} s)"
             )
         return bars * self.arr.bar_s
+
+
+def section_limit(section: Section) -> float:
+    """The longest a section may be: 60 s, or 300 s with ``allow_long``."""
+    return LONG_FORM_MAX_S if section.allow_long else COMFORTABLE_S
 
 
 def derive_seed(base: int, *parts: object) -> int:
@@ -148,7 +165,11 @@ def _melody(melody: str | None, file: str) -> tuple[str | None, str | None]:
     if melody is None:
         return None, None
     path = Path(file).parent / melody
-    return str(path), hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:  # streamed: a reference file may be large
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return str(path), digest.hexdigest()
 
 
 def _hash(payload: dict[str, object]) -> str:
@@ -182,7 +203,7 @@ def build_plan(
 
     seeds = seeds or {}
     takes = takes or {}
-    grid = Grid(arr)
+    grid = Grid(arr, file)
     segments: list[Segment] = []
 
     def continued(i: int) -> bool:
@@ -244,7 +265,8 @@ def build_plan(
                     top_p=o.top_p if o.top_p is not None else gen.top_p,
                     temperature=o.temperature if o.temperature is not None else gen.temperature,
                 ),
-                duration_s=(length := grid.length(sec.duration_s, sec.name)),
+                duration_s=(length := grid.length(sec.duration_s, sec.name, limit=section_limit(sec),
+                                                  field=f"sections[{i}].duration_s")),
                 frames=frames_for(length + spare(continued(i), beatless=pieces[i][1])),
                 window_s=gen.window_s, stride_s=gen.stride_s,
                 prompt_from=prompt_from, prompt_s=arr.transitions.prompt_s if prompt_from else 0.0,
@@ -256,7 +278,9 @@ def build_plan(
             nxt = arr.sections[i + 1]
             t_model = (spec.model if spec and spec.model else None) or arr.transitions.model
             t_repo, t_rev = model_fields(t_model)
-            duration = grid.length(transition_duration_s(arr, i), f"{sec.name}--{nxt.name}")
+            duration = grid.length(
+                transition_duration_s(arr, i), f"{sec.name}--{nxt.name}", limit=WINDOW_S, field="transitions.duration_s"
+            )
             add(
                 Segment(
                     id=f"{sec.name}--{nxt.name}", kind="transition", section=sec.name, model=t_model,
@@ -270,9 +294,16 @@ def build_plan(
                 )
             )  # fmt: skip
     timeline, problems = _place(arr, segments, file, grid)
+    generated = sum(seg.duration_s for seg in segments if seg.take == 0)
+    if generated > MAX_TRACK_S + 1e-6:  # on the bar grid the lengths validated may have grown
+        problems.append(Problem(file, None, "sections", f"on the bar grid {generated:.0f} s of audio is generated, "
+                                f"more than the {MAX_TRACK_S:.0f} s limit; shorten sections"))  # fmt: skip
     if problems:
         raise ArrangementError(problems)
     length = timeline[-1].end_s
+    if arr.fade_in_s + arr.fade_out_s > length:
+        fades = f"a fade-in of {arr.fade_in_s:g} s and a fade-out of {arr.fade_out_s:g} s"
+        raise ArrangementError([Problem(file, None, "fade_out_s", f"{fades} are longer than the {length:.2f} s track")])
     warnings = list(dict.fromkeys(grid.warnings))
     if not 90.0 <= length <= 180.0:
         warnings.append(f"the track is {length:.1f} s long; composer aims for 90-180 s")

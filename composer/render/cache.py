@@ -17,7 +17,7 @@ import numpy as np
 
 from composer.engine.catalog import FRAME_RATE_HZ, SAMPLE_RATE_HZ
 from composer.engine.types import Take
-from composer.fsutil import atomic_write_bytes, remove_file
+from composer.fsutil import atomic_write_bytes, json_text, remove_file
 
 if TYPE_CHECKING:
     from composer.plan import Segment
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 VOCAB = 2048  # EnCodec codes per codebook in every MusicGen checkpoint
 MAX_ENTRY_BYTES = 512 * 2**20  # 300 s of stereo float32 audio and its tokens stay far below this
+MAX_SAMPLE = 64.0  # EnCodec decodes to about [-1, 1]; a finite 1e37 is a damaged or crafted entry
 
 
 class SegmentCache:
@@ -76,7 +77,7 @@ class SegmentCache:
             buffer,
             tokens=segment.tokens.astype(np.int16),
             audio=segment.audio.astype(np.float32),
-            meta=np.array(json.dumps(meta, sort_keys=True)),
+            meta=np.array(json_text(meta, indent=None, sort_keys=True)),
         )
         atomic_write_bytes(self.path(segment.key), buffer.getvalue())
 
@@ -119,4 +120,6 @@ def _checked(key: str, meta: Any, tokens: np.ndarray, audio: np.ndarray, segment
             )
     if not np.isfinite(audio).all():
         raise ValueError("non-finite audio")
+    if audio.size and (loudest := float(np.abs(audio).max())) > MAX_SAMPLE:
+        raise ValueError(f"samples up to {loudest:.3g}, far outside what a codec decodes (|x| <= {MAX_SAMPLE:g})")
     return Take(tokens.astype(np.int64), prompt_frames, audio, sample_rate, frame_rate, key=key, provenance=meta)

@@ -7,8 +7,8 @@ picked take) live in ``<out>/<name>/state.json`` and are recorded in the manifes
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -20,7 +20,15 @@ from composer.arrangement import Arrangement, load_arrangement
 from composer.assembly.seams import REROLL_ABOVE, Rerolls
 from composer.engine.types import Take
 from composer.errors import ArrangementError, ComposerError, Problem
-from composer.fsutil import DiskFullError, atomic_write_text, filesystem_errors, output_tree, remove_file
+from composer.fsutil import (
+    DiskFullError,
+    atomic_write_text,
+    filesystem_errors,
+    json_text,
+    output_tree,
+    real_dir,
+    remove_file,
+)
 from composer.plan import Plan, Segment, build_plan
 from composer.render.cache import SegmentCache
 from composer.render.lock import render_lock, sweep_temp_files
@@ -72,7 +80,7 @@ def prepare(file: Path, settings: Settings, out_root: Path) -> tuple[Arrangement
     folder = out_root / output_name(file)
     state = load_state(folder)
     this = str(file.resolve())
-    if state.arrangement not in (None, this) and Path(state.arrangement).is_file():
+    if state.arrangement not in (None, this) and _is_file(Path(state.arrangement)):
         raise FolderTakenError(
             f"{folder} holds the render of {state.arrangement}, and {file} maps to the same folder: "
             "rename one of the two files or render this one with another --out"
@@ -243,6 +251,9 @@ def render(
 
     with filesystem_errors(folder), output_tree(out_root), render_lock(folder):
         sweep_temp_files(folder, cache.root)
+        for sub in ("raw", "aligned", "takes"):  # a link or file in the way is refused before anything is written
+            if sub != "takes" or variants or os.path.lexists(folder / "stems" / sub):
+                real_dir(folder / "stems" / sub)
         if regen is not None or pick is not None:  # recorded before generating: an interrupted regen
             save_state(folder, state)  # resumes with `compose render` and the seed it chose
         if generate:
@@ -340,7 +351,7 @@ def _mark_exporting(folder: Path) -> None:
     record = {"status": "exporting", "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "stale": "the mix, stems, markers and picture may be partly from the previous render: "
                        "run the same command again to finish"}  # fmt: skip
-    atomic_write_text(folder / "journal.json", json.dumps(record, indent=2) + "\n")
+    atomic_write_text(folder / "journal.json", json_text(record) + "\n")
     remove_file(folder / "manifest.json")
 
 
@@ -360,7 +371,7 @@ class Journal:
 
     def _write(self) -> None:
         record = {"finished": self.done, "pending": self.pending, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        atomic_write_text(self.path, json.dumps(record, indent=2) + "\n")
+        atomic_write_text(self.path, json_text(record) + "\n")
 
     def phase(self, model: str, segments: list[Segment]) -> None:
         self.events.phase(model, segments)
@@ -400,3 +411,11 @@ def _from_cache(
 
 
 __all__ = ["DiskFullError", "RenderResult", "State", "render"]
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the name cannot even be looked up (a component over 255 bytes)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False

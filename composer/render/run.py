@@ -178,7 +178,8 @@ def request_for(seg: Segment, done: dict[str, Take]) -> Request:
     if seg.melody is not None:
         from composer.audio.io import read_audio
 
-        melody, melody_rate = read_audio(Path(seg.melody))
+        # what the segment can use: its length (and a window's context), not a whole long file
+        melody, melody_rate = read_audio(Path(seg.melody), max_seconds=seg.frames / FRAME_RATE_HZ + seg.window_s)
     # the frames the plan asks for: its length on the frame grid, plus room for beat alignment
     return Request(text=seg.text, duration_s=seg.frames / FRAME_RATE_HZ, seed=seg.seed, sampling=seg.sampling,
                    prompt_tokens=prompt, window_s=seg.window_s, stride_s=seg.stride_s,

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from composer.errors import ComposerError
-from composer.fsutil import atomic_write_text
+from composer.fsutil import atomic_write_text, json_text
+
+MAX_STATE_BYTES = 1 << 20  # seeds and takes of a few hundred sections fit in far less
 
 
 class StateError(ComposerError):
@@ -34,6 +36,8 @@ def load_state(folder: Path) -> State:
     if not path.is_file():
         return State()
     try:
+        if path.stat().st_size > MAX_STATE_BYTES:
+            raise ValueError(f"{path.stat().st_size} bytes; a render's state is a few hundred")
         data = json.loads(path.read_text())
         seeds, takes = data.get("seeds", {}), data.get("takes", {})
         if not isinstance(seeds, dict) or not isinstance(takes, dict):
@@ -45,7 +49,7 @@ def load_state(folder: Path) -> State:
             if not (isinstance(take, int) and not isinstance(take, bool) and 0 <= take < 64):
                 raise ValueError(f"take of {section!r} must be a whole number in 0..63, got {take!r}")
         owner = data.get("arrangement")
-        if owner is not None and not isinstance(owner, str):
+        if owner is not None and (not isinstance(owner, str) or len(owner) > 4096 or "\x00" in owner):
             raise ValueError("arrangement must be a path")
         seed_from = data.get("seed_from", {})
         if not isinstance(seed_from, dict) or not all(
@@ -53,9 +57,9 @@ def load_state(folder: Path) -> State:
         ):
             raise ValueError("seed_from must map sections to seeds or null")
         return State(dict(seeds), dict(takes), owner, dict(seed_from))
-    except (ValueError, AttributeError, TypeError, OverflowError) as exc:
+    except (ValueError, AttributeError, TypeError, OverflowError, RecursionError, OSError) as exc:
         raise StateError(f"{path}: unreadable render state ({exc}); fix or delete it to start over") from None
 
 
 def save_state(folder: Path, state: State) -> None:
-    atomic_write_text(folder / "state.json", json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(folder / "state.json", json_text(asdict(state), sort_keys=True) + "\n")

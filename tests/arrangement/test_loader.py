@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,10 @@ sections:
         ("refs", "melody", "is not a file"),
         ("link.wav", "melody", "leads outside the arrangement's folder"),
         ("refs/theme.wav", "small", "does not take a melody"),
+        ("x" * 300 + ".wav", "melody", "cannot be used as a path (File name too long)"),  # #19 item 10
+        ('"a\\0b.wav"', "melody", "the path contains a NUL character"),
+        ("loop.wav", "melody", "cannot be used as a path"),
+        ("fifo.wav", "melody", "is not a file"),
     ],
 )
 def test_bad_melody_references_are_located(tmp_path: Path, melody: str, model: str, message: str) -> None:
@@ -205,10 +210,13 @@ def test_bad_melody_references_are_located(tmp_path: Path, melody: str, model: s
     (song / "refs" / "theme.wav").write_bytes(b"RIFF")
     (tmp_path / "outside.wav").write_bytes(b"RIFF")
     (song / "link.wav").symlink_to(tmp_path / "outside.wav")
+    (song / "loop.wav").symlink_to(song / "loop.wav")
+    os.mkfifo(song / "fifo.wav")
     path = write(song, MELODY.format(melody=melody, model=model))
     with pytest.raises(ArrangementError) as info:
         load_arrangement(path)
     assert f"{path}:8: sections[0].melody: " in str(info.value) and message in str(info.value), str(info.value)
+    assert len(str(info.value).splitlines()) == 1 and len(str(info.value)) < 400
 
 
 def test_a_melody_inside_the_folder_is_accepted(tmp_path: Path) -> None:
@@ -243,5 +251,41 @@ sections:
     lines = str(info.value).splitlines()
     assert [line.split(": ")[0].rsplit(":", 1)[1] for line in lines] == ["3", "5", "5", "6"]
     assert "generation.model: unknown model 'smal'; did you mean 'small'?" in lines[0]
-    assert "unknown style 'industral-ebm'" in str(info.value) and "duration_s: must be greater than 0" in lines[3]
+    assert (
+        "unknown style 'industral-ebm'" in str(info.value)
+        and "duration_s: must be greater than or equal to 0.1" in lines[3]
+    )
     assert "TransitionSpec" not in str(info.value) and "must be a mapping of fields" in str(info.value)
+
+
+@pytest.mark.parametrize("duration", ["1e-300", "0.00001", "0.09"])
+def test_a_section_shorter_than_five_frames_is_refused_where_it_is_written(
+    tmp_path: Path, library: StyleLibrary, duration: str
+) -> None:
+    """#19 item 14: 1e-300 s passed validation and raised a ValueError in the fades."""
+    sections = f"  - {{name: a, prompt: p, duration_s: 4}}\n  - {{name: b, prompt: p, duration_s: {duration}}}\n"
+    text = f"title: t\nbpm: 120\nsections:\n{sections}"
+    with pytest.raises(ArrangementError) as info:
+        load_arrangement(write(tmp_path, text), library)
+    where = ":5: sections[1].duration_s: must be greater than or equal to 0.1"
+    assert str(info.value).endswith(f"{where} (got {float(duration):g})")
+
+
+@pytest.mark.parametrize("char", ["\u0085", "\u2028", "\u2029", "\u202e", "\u0007", "\u2066"])
+def test_a_title_with_a_line_breaking_or_control_character_is_refused(
+    tmp_path: Path, library: StyleLibrary, char: str
+) -> None:
+    """#19 item 9: U+0085, U+2028 and U+202E passed the title check and split markers.cue into lines."""
+    path = tmp_path / "a.yaml"
+    escaped = f"\\u{ord(char):04x}"  # YAML's own escape in a double-quoted string: the character itself
+    path.write_text(f'title: "Night{escaped}Drive"\nbpm: 120\nsections:\n  - {{name: a, prompt: p, duration_s: 4}}\n')
+    with pytest.raises(ArrangementError, match=r":1: title: one line of text, without control characters"):
+        load_arrangement(path, library)
+
+
+def test_cue_and_label_text_is_one_line_whatever_it_is_given() -> None:
+    from composer.export.markers import _quote
+
+    for char in ("\n", "\r", "\u0085", "\u2028", "\u2029", "\u202e", "\x7f", "\x9b"):
+        quoted = _quote(f'A "b"{char}c')
+        assert quoted == "A 'b' c" and len(quoted.splitlines()) == 1

@@ -128,3 +128,79 @@ def test_joins_are_beat_aligned(tmp_path: Path, settings: Settings, rate: int) -
     plain = assemble(plan, arr, click_takes(plan, {"a": 0.31, "b": 0.77}), rate)
     found = onsets(plain.mix(), rate)
     assert np.abs(found - np.round(found / beat) * beat).max() > 0.1, "unaligned, the clicks miss the grid"
+
+
+HOLES = """\
+title: Holes
+bpm: 120
+align_beats: true
+transitions: {crossfade_s: 0.5}
+sections:
+  - {name: a, prompt: techno, duration_s: 8, transition: none}
+  - {name: b, prompt: techno, duration_s: 8, transition: none}
+  - {name: c, prompt: techno, duration_s: 8}
+"""
+
+
+def silent_runs(mix: np.ndarray, rate: int, at_least_s: float = 0.005) -> list[tuple[float, float]]:
+    """Stretches of digital silence (every channel exactly 0) at least ``at_least_s`` long, in seconds."""
+    quiet = np.concatenate([[False], (mix == 0).all(axis=0), [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    runs = [(a / rate, b / rate) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    return [(a, b) for a, b in runs if b - a >= at_least_s]
+
+
+@pytest.mark.parametrize("late", [0.3, 0.7, 0.99])  # how far b's and c's downbeats are before a bar line
+def test_a_shift_never_opens_a_silent_hole(tmp_path: Path, settings: Settings, late: float) -> None:
+    """#19 item 1: moving a segment later by more than its crossfade left digital silence at the join."""
+    styles = StyleLibrary.load(STYLES)
+    path = tmp_path / "holes.yaml"
+    path.write_text(HOLES)
+    arr = load_arrangement(path, styles)
+    plan = build_plan(arr, "holes", styles, settings, file=str(path))
+    starts = {p.segment: p.start_s for p in plan.timeline}
+    # each later segment's first downbeat `late` s before a bar line of the track: it must move later
+    downbeats = {"a": 0.2} | {s: (-late - starts[s]) % arr.bar_s for s in ("b", "c")}
+    takes = {}
+    for seg in plan.segments:
+        frames = seg.prompt_frames + seg.frames
+        audio = clicks(120, downbeats.get(seg.id, 0.5), frames / 50, seed=len(takes))[:, : frames * 640]
+        takes[seg.id] = Take(np.zeros((4, frames), np.int64), seg.prompt_frames, audio, RATE, 50, key=seg.key)
+    assembly = assemble(plan, arr, takes, 48000)
+    mix = assembly.mix()
+    assert not silent_runs(mix, 48000), f"silence in the mix at {silent_runs(mix, 48000)}"
+    moved = {p.segment: p for p in assembly.placements}
+    for seg in ("b", "c"):
+        shift = assembly.alignment.shift_s[seg]  # type: ignore[union-attr]
+        assert -0.5 <= shift < 0, f"{seg} moves later, by no more than its crossfade"
+        assert moved[seg].start_s == pytest.approx(starts[seg] - shift), "the placement says where audio starts"
+        track = next(t for t in assembly.tracks if t.segment == seg)
+        assert track.start == round(moved[seg].start_s * 48000) and np.abs(track.audio[:, :48]).max() > 0
+        if late < 0.49:  # within the crossfade: fully aligned
+            assert shift == pytest.approx(-late, abs=0.005)
+
+
+def beatless() -> dict[str, np.ndarray]:
+    t = np.arange(20 * RATE) / RATE
+    impulse = np.zeros(20 * RATE, np.float32)
+    impulse[int(3.3 * RATE)] = 0.9
+    # (open: a steady pure sine alone still "beats": its onset envelope flickers with its frequency
+    # against the 2 ms hop, and at 120 bpm the flicker lines up with a beat grid)
+    return {
+        "dc": np.full((1, 20 * RATE), 0.25, np.float32),
+        "impulse": impulse[None],
+        "tone with a click": ((0.3 * np.sin(2 * np.pi * 220 * t)) + impulse).astype(np.float32)[None],
+    }
+
+
+@pytest.mark.parametrize("name", list(beatless()))
+def test_audio_without_a_pulse_is_not_aligned(name: str) -> None:
+    """#19 item 2: a pure tone was shifted 0.986 s, DC and a single impulse were shifted too."""
+    assert track(beatless()[name], RATE, 120) is None
+
+
+@pytest.mark.parametrize("played", [60.0, 240.0, 100.0, 145.0])  # half, double, -17%, +21% of 120
+def test_a_tempo_outside_the_window_is_no_pulse(played: float) -> None:
+    """#19 item 2: 218.89 BPM was reported (drift 82%) for a 120 BPM arrangement; the window is ±8%."""
+    found = track(clicks(played, 0.4, 20.0), RATE, 120)
+    assert found is None or abs(found.drift_percent(120)) <= 8.0, found

@@ -124,5 +124,58 @@ def test_keys_name_the_numerics(tmp_path: Path, styles: StyleLibrary, tiny_setti
     assert {s.numerics.split("-r")[0] for s in bf16.segments} == {"cpu-bfloat16"}
     assert not {s.key for s in fp32.segments} & {s.key for s in bf16.segments}
     reference = plan_for(BASE, tmp_path, styles, tiny_settings.with_(cpu_dtype="float32", engine="transformers"))
-    assert all(s.numerics.startswith("cpu-float32-reference-t") for s in reference.segments)
+    assert all(s.numerics.startswith("cpu-float32-reference-") for s in reference.segments)
     assert not {s.key for s in fp32.segments} & {s.key for s in reference.segments}
+
+
+GRID = """\
+title: T
+bpm: {bpm}
+beats_per_bar: {beats}
+grid: bars
+transitions: {{duration_s: {transition}, prompt_s: 2, crossfade_s: 1}}
+sections:
+  - {{name: a, prompt: p, duration_s: {first}{long}}}
+  - {{name: b, prompt: p, duration_s: 20}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("bpm", "beats", "first", "long", "transition", "limit"),
+    [(22, 4, 60, "", 20, 60.0), (22, 4, 300, ", allow_long: true", 20, 300.0), (28, 4, 20, "", 30, 30.0)],
+)
+def test_the_bar_grid_never_rounds_past_a_limit(
+    tmp_path: Path, styles: StyleLibrary, tiny_settings: Settings,
+    bpm: int, beats: int, first: int, long: str, transition: int, limit: float,
+) -> None:  # fmt: skip
+    """#19 item 3: 60 s at 22 bpm became 65.45 s (over the 60 s limit) with only a warning."""
+    text = GRID.format(bpm=bpm, beats=beats, first=first, long=long, transition=transition)
+    plan = plan_for(text, tmp_path, styles, tiny_settings)
+    bar = beats * 60.0 / bpm
+    for seg in plan.segments:
+        assert seg.duration_s <= (limit if seg.id in ("a", "a--b") else 60.0) + 1e-9, (seg.id, seg.duration_s)
+        assert abs(seg.duration_s / bar - round(seg.duration_s / bar)) < 1e-9, "still whole bars"
+    rounded = plan.segment("a--b" if transition == 30 else "a")
+    assert rounded.duration_s == pytest.approx((limit // bar) * bar) and rounded.duration_s < limit
+    assert any("on the bar grid it is" in w for w in plan.warnings)
+
+
+def test_a_bar_longer_than_a_limit_is_refused(tmp_path: Path, styles: StyleLibrary, tiny_settings: Settings) -> None:
+    text = GRID.format(bpm=21, beats=16, first=50, long="", transition=30)  # one bar: 45.7 s > 30 s transitions
+    with pytest.raises(ArrangementError, match=r"transitions.duration_s: one bar at 21 bpm is 45.71 s, longer than"):
+        plan_for(text, tmp_path, styles, tiny_settings)
+
+
+def test_impossible_loudness_and_fades_are_refused(
+    tmp_path: Path, styles: StyleLibrary, tiny_settings: Settings
+) -> None:
+    """#19 item 4: -5 LUFS under a -9 dBTP ceiling came out at -13.96 LUFS without a word; fades of
+    30 s and 60 s on a 1 s track gave a silent mix."""
+    loud = BASE.replace("key: A minor", "key: A minor\nloudness: {target_lufs: -5, true_peak_dbtp: -9}")
+    with pytest.raises(ArrangementError, match=r"loudness.target_lufs: -5 LUFS cannot be reached with peaks held"):
+        plan_for(loud, tmp_path, styles, tiny_settings)
+    short = "title: T\nbpm: 120\nfade_in_s: 30\nfade_out_s: 60\nsections:\n  - {name: a, prompt: p, duration_s: 1}\n"
+    with pytest.raises(ArrangementError, match=r"fade_out_s: a fade-in of 30 s and a fade-out of 60 s are longer"):
+        plan_for(short, tmp_path, styles, tiny_settings)
+    fine = short.replace("fade_in_s: 30", "fade_in_s: 0.2").replace("fade_out_s: 60", "fade_out_s: 0.5")
+    assert plan_for(fine, tmp_path, styles, tiny_settings).length_s == pytest.approx(1.0)

@@ -63,6 +63,7 @@ DAMAGE = {
         tokens=p["tokens"][:, : p["tokens"].shape[1] // 2], audio=p["audio"][:, : p["audio"].shape[1] // 2]
     ),  # fmt: skip
     "codes out of range": set_part("tokens", lambda p: p["tokens"] + 5000),
+    "finite but huge samples": set_part("audio", lambda p: p["audio"] * np.float32(1e30)),  # finite: #19 item 18
 }
 
 

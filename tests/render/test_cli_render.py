@@ -33,6 +33,12 @@ def test_render_regen_pick_export_cycle(tiny_env: Path, tmp_path: Path) -> None:
 
     regen = runner.invoke(app, ["regen", SHORT, "intro", "--seed", "3", *out])
     assert regen.exit_code == 0 and "2 generated" in regen.output
+    assert "intro: seed 3" in regen.output
+    drawn = runner.invoke(app, ["regen", SHORT, "drive", *out])  # a random seed: said, and recorded
+    assert drawn.exit_code == 0, drawn.output
+    seed = json.loads((tmp_path / "short" / "manifest.json").read_text())["choices"]["seeds"]["drive"]
+    assert f"drive: seed {seed} " in drawn.output
+    assert runner.invoke(app, ["regen", SHORT, "drive", "--reset", *out]).exit_code == 0
     pick = runner.invoke(app, ["pick", SHORT, "drive", "1", *out])
     assert pick.exit_code == 0 and "1 generated" in pick.output  # coda continues drive
     manifest = json.loads((tmp_path / "short" / "manifest.json").read_text())
@@ -49,7 +55,7 @@ def test_render_bad_arrangement_writes_nothing(tiny_env: Path, tmp_path: Path) -
     broken.write_text("title: x\nbpm: 120\nsections:\n  - name: a\n    prompt: p\n    duration_s: 0\n")
     result = runner.invoke(app, ["render", str(broken), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert f"{broken}:6: sections[0].duration_s: must be greater than 0" in result.output
+    assert f"{broken}:6: sections[0].duration_s: must be greater than or equal to 0.1" in result.output
     assert not (tmp_path / "out").exists()
 
 
@@ -77,3 +83,26 @@ def test_several_files_render_one_after_another(tiny_env: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert (out / "a" / "mix.wav").is_file() and (out / "b" / "mix.wav").is_file()
     assert (out / "a" / "mix.wav").read_bytes() != (out / "b" / "mix.wav").read_bytes()
+
+
+def test_a_bad_file_among_several_does_not_stop_the_others(tiny_env: Path, tmp_path: Path) -> None:
+    """#19 item 24: a bad first file stopped the batch without a word about the files after it."""
+    short = Path(SHORT).read_text()
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    (songs / "a.yaml").write_text(short.replace("bpm: 120", "bpm: 0"))
+    (songs / "b.yaml").write_text(short)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["render", str(songs), "--out", str(out)])
+    assert result.exit_code == 2
+    assert f"{songs / 'a.yaml'}:3: bpm" in result.output and (out / "b" / "mix.wav").is_file()
+    assert f"1 of 2 arrangements rendered; failed: {songs / 'a.yaml'}" in result.output
+    assert not (out / "a").exists()
+
+
+def test_a_folder_without_arrangements_is_an_error(tiny_env: Path, tmp_path: Path) -> None:
+    """#19 item 24: `render EMPTY_DIR` exited 0 and printed nothing."""
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["render", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "no arrangement files" in result.output
+    assert str(tmp_path / "empty") in result.output

@@ -97,3 +97,12 @@ def test_generate_output_checked_before_generating(
         out = tmp_path / "file" / "clip.wav"
     result = runner.invoke(app, ["generate", "--prompt", "p", "-d", "1", "-o", str(out)])
     assert result.exit_code == 2 and str(out) in result.output, result.output
+
+
+def test_a_folder_where_the_mix_goes_is_named_not_the_temp_file(tiny_env: Path, tmp_path: Path) -> None:
+    """#19 item 20: exit 73 named composer's temp file (.composer-mix.wav.....tmp) instead of mix.wav."""
+    (tmp_path / "short" / "mix.wav").mkdir(parents=True)
+    result = runner.invoke(app, ["render", str(SHORT), "--out", str(tmp_path)])
+    assert result.exit_code == 73, result.output
+    line = last_line(result.output)
+    assert line.startswith(f"cannot write {tmp_path / 'short' / 'mix.wav'}: ") and ".composer-" not in line, line

@@ -234,6 +234,29 @@ def test_silent_and_very_short_segments_assemble(settings: Settings, tmp_path: P
     assert mastered.audio.shape[1] == pytest.approx(plan.length_s * 44100, abs=1)
 
 
+def test_every_json_file_is_strict_json_even_for_a_silent_mix(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#19 item 7: a silent mix's true peak is -inf, which Python writes as the non-JSON -Infinity."""
+    from composer.engine import base
+
+    def silence(lm, tokens, chunk_s=None, context_s=2.0):  # type: ignore[no-untyped-def]
+        return [np.zeros((lm.spec.channels, t.shape[1] * lm.spec.hop), np.float32) for t in tokens]
+
+    monkeypatch.setattr(base, "decode_many", silence)
+    result = render(SHORT, settings, tmp_path)
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    written = [p for p in tmp_path.rglob("*.json")]
+    assert {p.name for p in written} >= {"manifest.json", "state.json"}
+    for path in written:
+        json.loads(path.read_text(), parse_constant=refuse)
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["loudness"]["true_peak_dbtp"] is None and manifest["loudness"]["integrated_lufs"] is None
+
+
 def test_clipping_input_is_limited_not_clipped() -> None:
     from composer.assembly.mix import master
     from tests.meters import true_peak_db

@@ -4,6 +4,7 @@ only composer's own temp files swept, outputs readable by others (umask), unambi
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -93,3 +94,25 @@ def test_two_arrangements_cannot_share_an_output_folder(settings: Settings, tmp_
     render(first, settings, tmp_path / "out")  # its own folder: fine
     first.unlink()
     render(second, settings, tmp_path / "out")  # the old owner is gone: the folder is adopted
+
+
+@pytest.mark.parametrize("what", ["link", "file"])
+def test_a_link_or_file_at_stems_is_refused_before_anything_is_rewritten(
+    tiny_env: Path, tmp_path: Path, what: str
+) -> None:
+    """#19 item 22: a link at stems/ was refused only after mix.wav was rewritten and the manifest deleted."""
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["render", str(SHORT), "--out", str(out)]).exit_code == 0
+    folder = out / "short"
+    before = {name: (folder / name).read_bytes() for name in ("mix.wav", "manifest.json")}
+    shutil.rmtree(folder / "stems")
+    if what == "link":
+        (tmp_path / "elsewhere").mkdir()
+        (folder / "stems").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    else:
+        (folder / "stems").write_bytes(b"not a folder")
+    result = runner.invoke(app, ["render", str(SHORT), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"{folder / 'stems'} is " in result.output.strip().splitlines()[-1]
+    assert {name: (folder / name).read_bytes() for name in before} == before, "nothing rewritten or deleted"
+    assert not (folder / "journal.json").exists()
