@@ -189,15 +189,16 @@ def test_nan_from_the_codec_becomes_silence(tiny_small, monkeypatch, caplog) -> 
     import composer.engine.base as engine
     from composer.engine.types import Request
 
-    real = engine.decode_tokens
+    real = engine.decode_many
 
     def poisoned(*args, **kwargs):  # type: ignore[no-untyped-def]
-        audio = real(*args, **kwargs)
-        audio[:, 100:200] = np.nan
-        audio[:, 300] = np.inf
-        return audio
+        out = real(*args, **kwargs)
+        for audio in out:
+            audio[:, 100:200] = np.nan
+            audio[:, 300] = np.inf
+        return out
 
-    monkeypatch.setattr(engine, "decode_tokens", poisoned)
+    monkeypatch.setattr(engine, "decode_many", poisoned)
     with caplog.at_level(logging.WARNING):
         result = engine.wrap("fast", tiny_small).generate([Request("x", 0.5, seed=1)])[0]
     assert np.isfinite(result.audio).all() and np.all(result.audio[:, 100:200] == 0)
