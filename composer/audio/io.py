@@ -64,7 +64,7 @@ def read_audio(path: Path, max_seconds: float | None = None, tail: bool = False)
     try:
         mode = path.stat().st_mode
     except OSError as exc:
-        raise AudioFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        raise AudioFileError(f"{path}: not a readable audio file ({exc.strerror or exc})") from None
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
         raise AudioFileError(f"{path}: {kind}, not an audio file")
