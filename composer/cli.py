@@ -279,6 +279,11 @@ def _generate(
         assert prompt is not None
         text = compose([prompt], bpm, key) if bpm is not None else compose([prompt], 0.0, key, free_tempo=True)
     assert text is not None
+    from composer.plan.prompt import PROMPT_MAX_CHARS
+
+    if len(text) > PROMPT_MAX_CHARS:  # T5's memory grows with the square of the text
+        _err(f"compose generate: --prompt: {len(text)} characters (limit {PROMPT_MAX_CHARS}); shorten it")
+        raise typer.Exit(2)
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
 
     from composer.audio.io import read_audio, write_audio

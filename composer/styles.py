@@ -15,13 +15,15 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from composer.arrangement.schema import NAME_PATTERN
+from composer.arrangement.schema import NAME_PATTERN, PROMPT_MAX_CHARS
 from composer.arrangement.yamlfile import locate, read_yaml, validate
 from composer.errors import ArrangementError, Problem, StyleError
+
+Phrase = Annotated[str, Field(max_length=300)]
 
 
 class StyleFile(BaseModel):
@@ -48,8 +50,12 @@ class StyleFile(BaseModel):
     mood: str | None = Field(None, max_length=1000, description="Mood and character (replaces the parent's).")
     mix: str | None = Field(None, max_length=1000, description="Sound and mix (replaces the parent's).")
     prompt: str | None = Field(None, max_length=4000, description="Free text after the parts (added to the parent's).")
-    modifiers: list[str] = Field(default_factory=list, description="Short phrases appended after the prompt.")
-    exclude: list[str] = Field(default_factory=list, description="Things to leave out, rendered as 'No x, no y.'")
+    modifiers: list[Phrase] = Field(
+        default_factory=list, max_length=50, description="Short phrases appended after the prompt."
+    )
+    exclude: list[Phrase] = Field(
+        default_factory=list, max_length=50, description="Things to leave out, rendered as 'No x, no y.'"
+    )
 
 
 PARTS = ("genre", "feel", "instruments", "mood", "mix")
@@ -160,6 +166,13 @@ class StyleLibrary:
             raise StyleError(f"{self._files[name][1]}: extends: more than {MAX_EXTENDS} styles deep "
                              f"({' -> '.join(seen[:3])} -> ... -> {name})")  # fmt: skip
         spec, path = self._files[name]
+        style = self._build(name, spec, path, seen)
+        if len(style.text) > PROMPT_MAX_CHARS:  # checked per style: a chain adds up its parents' text
+            raise StyleError(f"{path}: prompt: the style's prompt is {len(style.text)} characters with what it "
+                             f"extends (limit {PROMPT_MAX_CHARS}); shorten it or a style it extends")  # fmt: skip
+        return style
+
+    def _build(self, name: str, spec: StyleFile, path: Path, seen: tuple[str, ...]) -> Style:
         own_parts = {p: getattr(spec, p) for p in PARTS if getattr(spec, p)}
         if spec.extends is None:
             if not spec.prompt and not own_parts:

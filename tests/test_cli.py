@@ -278,3 +278,11 @@ def test_a_failed_download_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("could not download facebook/musicgen-small into ") and "ConnectError" in line
     assert "`compose models pull small`" in line and "--models tiny" in line
+
+
+def test_generate_refuses_a_prompt_too_long_for_t5(tiny_env: Path, tmp_path: Path) -> None:
+    """#19 item 15: a 20 kB prompt took 7.3 GB of memory in T5; refused before any model loads."""
+    out = tmp_path / "a.wav"
+    result = runner.invoke(app, ["generate", "--prompt", "drone " * 2000, "-d", "1", "-o", str(out)])
+    assert result.exit_code == 2 and "--prompt: 12000 characters (limit 6000)" in result.output, result.output
+    assert not out.exists()

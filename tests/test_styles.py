@@ -140,3 +140,27 @@ def test_a_child_replaces_a_part_and_keeps_the_rest(tmp_path: Path) -> None:
     )
     assert lib.get("drone").render(70, None) == "Beatless drone. No pulse at all. Vast. No drums."
     assert lib.get("drone").free_tempo and not lib.get("pads").free_tempo
+
+
+def test_style_text_is_capped_after_inheritance(tmp_path: Path) -> None:
+    """#19 item 15: a 900 kB `modifiers` made T5 try to allocate 1.04 TB; 20 kB took 7.3 GB. Every item,
+    every list and the resolved prompt (a chain adds its parents' text) have a length limit."""
+    from composer.plan.prompt import PROMPT_MAX_CHARS
+
+    write(tmp_path, "huge", "prompt: Root.\nmodifiers: [" + "x" * 900_000 + "]\n")
+    with pytest.raises(ArrangementError, match=r"huge.yaml:4: modifiers\[0\]: String should have at most 300 char"):
+        StyleLibrary.load(tmp_path)
+    (tmp_path / "huge.yaml").unlink()
+    write(tmp_path, "many", "prompt: Root.\nexclude: [" + ", ".join(f"e{i}" for i in range(80)) + "]\n")
+    with pytest.raises(ArrangementError, match=r"many.yaml:4: exclude: List should have at most 50 items"):
+        StyleLibrary.load(tmp_path)
+    (tmp_path / "many.yaml").unlink()
+    write(tmp_path, "s0", "prompt: " + "w " * 950 + "\n")  # 1900 characters each: fine alone
+    for i in range(1, 4):
+        write(tmp_path, f"s{i}", f"extends: s{i - 1}\nprompt: " + "w " * 950 + "\n")
+    with pytest.raises(StyleError, match=rf"s3.yaml: prompt: the style's prompt is 7\d\d\d characters with what it "
+                                         rf"extends \(limit {PROMPT_MAX_CHARS}\)") as caught:  # fmt: skip
+        StyleLibrary.load(tmp_path)
+    assert "\n" not in str(caught.value)
+    (tmp_path / "s3.yaml").unlink()
+    assert 5000 < len(StyleLibrary.load(tmp_path).get("s2").text) <= PROMPT_MAX_CHARS

@@ -15,7 +15,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from composer.arrangement.schema import MAX_TRACK_S, Arrangement, Section, has_transition, transition_duration_s
+from composer.arrangement.schema import (
+    MAX_TRACK_S,
+    PROMPT_MAX_CHARS,
+    Arrangement,
+    Section,
+    has_transition,
+    transition_duration_s,
+)
 from composer.engine.catalog import COMFORTABLE_S, ENGINE_VERSIONS, FRAME_RATE_HZ, LONG_FORM_MAX_S, WINDOW_S
 from composer.engine.types import Sampling
 from composer.errors import ArrangementError, Problem
@@ -294,6 +301,15 @@ def build_plan(
                 )
             )  # fmt: skip
     timeline, problems = _place(arr, segments, file, grid)
+    for seg in segments:  # capped after filling in the style, before any text reaches T5
+        if len(seg.text) > PROMPT_MAX_CHARS:
+            where, what = (
+                (f"sections[{[s.name for s in arr.sections].index(seg.section)}]", "its style")
+                if seg.kind == "stem"
+                else ("transitions", "its style or the next section's words")
+            )
+            problems.append(Problem(file, None, where, f"the prompt of {seg.id!r} is {len(seg.text)} characters "
+                                    f"with {what} (limit {PROMPT_MAX_CHARS}); shorten prompt or extra"))  # fmt: skip
     generated = sum(seg.duration_s for seg in segments if seg.take == 0)
     if generated > MAX_TRACK_S + 1e-6:  # on the bar grid the lengths validated may have grown
         problems.append(Problem(file, None, "sections", f"on the bar grid {generated:.0f} s of audio is generated, "

@@ -12,6 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from composer.arrangement.schema import PROMPT_MAX_CHARS
+
+__all__ = ["PROMPT_MAX_CHARS", "compose", "conform", "key_phrase", "sentence"]
+
 # "128 BPM", "120-124 BPM", "around 70 bpm", "90 to 110 BPM" (the number or range, with its unit)
 TEMPO = re.compile(r"\b(?:around |about |roughly |~)?\d{2,3}(?:\s*(?:-|–|to)\s*\d{2,3})?\s*bpm\b", re.IGNORECASE)
 # "A minor", "F# major", "Bb minor", "in C major" (a named key; "minor-key" alone is a colour, not a key)

@@ -179,3 +179,20 @@ def test_impossible_loudness_and_fades_are_refused(
         plan_for(short, tmp_path, styles, tiny_settings)
     fine = short.replace("fade_in_s: 30", "fade_in_s: 0.2").replace("fade_out_s: 60", "fade_out_s: 0.5")
     assert plan_for(fine, tmp_path, styles, tiny_settings).length_s == pytest.approx(1.0)
+
+
+def test_a_prompt_longer_than_the_limit_after_filling_is_refused(
+    tmp_path: Path, styles: StyleLibrary, tiny_settings: Settings
+) -> None:
+    """#19 item 15: a style's text plus a section's prompt and extra is capped like a section prompt
+    alone, before any text reaches T5 (20 kB of prompt took 7.3 GB)."""
+    from composer.plan.prompt import PROMPT_MAX_CHARS
+
+    long = "word " * 790  # 3950 characters: under the field's own limit
+    fields = f"prompt: '{long}', extra: '{long[:1990]}'"
+    text = BASE.replace("style: industrial-ebm, duration_s: 20}", f"style: industrial-ebm, duration_s: 20, {fields}}}")
+    with pytest.raises(ArrangementError, match=rf"sections\[0\]: the prompt of 'a' is \d+ characters with its style "
+                                               rf"\(limit {PROMPT_MAX_CHARS}\)"):  # fmt: skip
+        plan_for(text, tmp_path, styles, tiny_settings)
+    fine = text.replace(f", extra: '{long[:1990]}'", "")
+    assert len(plan_for(fine, tmp_path, styles, tiny_settings).segments[0].text) <= PROMPT_MAX_CHARS
