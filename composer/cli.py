@@ -544,18 +544,21 @@ def models_pull(
     """Download models into the model cache (tiny: build them)."""
     from composer.engine.catalog import alias_of
     from composer.engine.models import pull_model, resolve_repo_id
+    from composer.fsutil import filesystem_errors
 
     with _user_errors():
         settings = _settings(models)
         for name in names:
             repo_id = resolve_repo_id(name, settings)
-            if settings.model_source in ("tiny", "random"):
-                from composer.engine.tiny import ensure_synthetic_model
+            with filesystem_errors(settings.hub_cache, "run it again", kept="nothing half-written is used"):
+                if settings.model_source in ("tiny", "random"):
+                    from composer.engine.tiny import ensure_synthetic_model
 
-                # pulling rebuilds: the one-line error for a damaged model tells the user to run this
-                ensure_synthetic_model(settings.model_source, alias_of(name) or name, settings.hub_cache, rebuild=True)
-            else:
-                pull_model(repo_id, settings)
+                    # pulling rebuilds: the one-line error for a damaged model tells the user to run this
+                    kind, alias = settings.model_source, alias_of(name) or name
+                    ensure_synthetic_model(kind, alias, settings.hub_cache, rebuild=True)
+                else:
+                    pull_model(repo_id, settings)
             typer.echo(f"{repo_id}: in {settings.hub_cache}")
 
 

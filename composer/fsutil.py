@@ -52,16 +52,16 @@ _HINTS = {
 
 
 @contextlib.contextmanager
-def filesystem_errors(where: Path, resume_hint: str = "run the same command again to resume") -> Iterator[None]:
+def filesystem_errors(
+    where: Path, resume_hint: str = "run the same command again to resume", kept: str = "finished segments are kept"
+) -> Iterator[None]:
     """Turn any OSError of the block into one line naming the path: disk full exit 74, else exit 73."""
     try:
         yield
     except OSError as exc:
         path = _user_path(exc.filename2 or exc.filename or where)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(
-                f"disk full while writing {path}; finished segments are kept: free some space and {resume_hint}"
-            ) from exc
+            raise DiskFullError(f"disk full while writing {path}; {kept}: free some space and {resume_hint}") from exc
         reason = _HINTS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
         raise CannotWriteError(
             f"cannot write {path}: {reason}; fix that (or choose another --out / -o) and {resume_hint}"

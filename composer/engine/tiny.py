@@ -8,9 +8,11 @@ through exactly the same ``from_pretrained`` path as real weights. Their output 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -73,8 +75,7 @@ def ensure_synthetic_model(kind: str, alias: str, hub_cache: Path, rebuild: bool
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder / "snapshots"))
     try:
         model, processor = build_model(kind, alias)
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        _save(model, processor, tmp)
         (tmp / "COMPOSER_RANDOM_WEIGHTS.txt").write_text("Random weights: output is noise, for checks only.\n")
         try:
             os.rename(tmp, snapshot)  # atomic: a half-built snapshot is never visible
@@ -89,6 +90,20 @@ def ensure_synthetic_model(kind: str, alias: str, hub_cache: Path, rebuild: bool
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return repo_id
+
+
+def _save(model: Any, processor: Any, folder: Path) -> None:
+    """``save_pretrained`` both into ``folder``; safetensors' own error for a full or failing disk comes
+    back as the OSError it wraps (so callers report it like any other write: one line, exit 73/74)."""
+    from safetensors import SafetensorError
+
+    try:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+    except SafetensorError as exc:
+        found = re.search(r"os error (\d+)", str(exc))
+        code = int(found.group(1)) if found else errno.EIO
+        raise OSError(code, os.strerror(code), str(folder.parent.parent)) from exc
 
 
 def build_model(

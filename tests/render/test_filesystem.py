@@ -106,3 +106,20 @@ def test_a_folder_where_the_mix_goes_is_named_not_the_temp_file(tiny_env: Path, 
     assert result.exit_code == 73, result.output
     line = last_line(result.output)
     assert line.startswith(f"cannot write {tmp_path / 'short' / 'mix.wav'}: ") and ".composer-" not in line, line
+
+
+@needs_root
+def test_building_a_tiny_model_on_a_full_disk(tiny_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#19 item 17: a tiny model (4 MB) built into a 1 MB cache raised SafetensorError with a traceback."""
+    with tmpfs(tmp_path / "cache", "size=1m") as cache:
+        monkeypatch.setenv("COMPOSER_CACHE_DIR", str(cache))
+        for args in (["models", "pull", "small"], ["render", str(SHORT), "--out", str(tmp_path / "out")]):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 74, result.output
+            assert last_line(result.output).startswith(f"disk full while writing {cache}"), result.output
+            assert (
+                "Traceback" not in result.output
+                and result.exception is None
+                or isinstance(result.exception, SystemExit)
+            )
+            assert not list(cache.rglob(".build-*")) and not list(cache.rglob("snapshots/*")), "nothing half-built"
