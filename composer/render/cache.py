@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import stat
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +19,7 @@ import numpy as np
 
 from composer.engine.catalog import FRAME_RATE_HZ, SAMPLE_RATE_HZ
 from composer.engine.types import Take
-from composer.fsutil import atomic_write_bytes, json_text, remove_file
+from composer.fsutil import CannotWriteError, atomic_write_bytes, json_text, remove_file
 
 if TYPE_CHECKING:
     from composer.plan import Segment
@@ -46,8 +48,20 @@ class SegmentCache:
         rate and finiteness, and the unpacked size (a small crafted file must not inflate to gigabytes).
         """
         path = self.path(key)
-        if not path.is_file():
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
             return None
+        if stat.S_ISDIR(mode):  # a folder at an entry's name would make every retry regenerate, then fail
+            try:
+                path.rmdir()  # an empty one is nobody's: take it away so the entry can be stored
+                log.warning("an empty folder stood at cached segment %s; removed", path.name)
+            except OSError:
+                raise CannotWriteError(f"cannot write {path}: a folder stands where a file should be; "
+                                       "move it away and run the same command again") from None  # fmt: skip
+            return None
+        if not stat.S_ISREG(mode):  # a link is refused by the output tree's checks; a FIFO is never opened
+            raise CannotWriteError(f"cannot write {path}: not a regular file; remove it and run the same command again")
         try:
             with zipfile.ZipFile(path) as archive:
                 unpacked = sum(info.file_size for info in archive.infolist())
