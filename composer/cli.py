@@ -12,24 +12,67 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from composer.errors import ComposerError
 
 if TYPE_CHECKING:
     from composer.settings import Settings
 
+# Help names a value by what it is (FILE, SECONDS, N), not by its Python type (typer shows <bool>, <str>,
+# <list[Path]>); a flag shows no value at all.
+VALUE_NAMES = {"files": "FILES", "file": "FILE", "output": "FILE", "melody": "FILE", "continue_from": "FILE",
+               "out": "FOLDER", "styles": "FOLDER", "duration": "SECONDS", "prompt_seconds": "SECONDS",
+               "names": "NAMES", "section": "SECTION", "bpm": "BPM", "key": "KEY", "model": "MODEL",
+               "style": "STYLE", "models": "SOURCE", "device": "DEVICE", "engine": "ENGINE"}  # fmt: skip
+
+
+def _value_name(param: Any) -> str | None:
+    if getattr(param, "is_flag", False):
+        return None
+    if param.name in VALUE_NAMES:
+        return VALUE_NAMES[param.name]
+    bare = param.bare_type() if hasattr(param, "bare_type") else ""
+    return {"int": "N", "float": "NUMBER", "Path": "PATH"}.get(bare, "TEXT")
+
+
+class _PlainValues:
+    """Mixed into composer's commands: each parameter's help and usage show :func:`_value_name`."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            name = _value_name(param)
+            if name is not None:
+                param.metavar = name  # an argument's row and the usage line show it as its name
+            shown = None if getattr(param, "param_type_name", "") == "argument" else name
+            param.display_type = lambda ctx, shown=shown: shown
+        return params
+
+
+class _Command(_PlainValues, TyperCommand):
+    pass
+
+
+class _Group(_PlainValues, TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     name="compose",
     help="Compose long-form tracks with MusicGen: arrangements of sections, transitions, loudness-matched mixes.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-styles_app = typer.Typer(help="Browse the style library (styles/).", no_args_is_help=True)
-models_app = typer.Typer(help="Download and list MusicGen weights in the model cache.", no_args_is_help=True)
+styles_app = typer.Typer(cls=_Group, help="Browse the style library (styles/).", no_args_is_help=True)
+models_app = typer.Typer(
+    cls=_Group, help="Download and list MusicGen weights in the model cache.", no_args_is_help=True
+)
 app.add_typer(styles_app, name="styles")
 app.add_typer(models_app, name="models")
 
@@ -613,6 +656,12 @@ def models_tune(
                 typer.echo(f"  {variant:<14} batch 1 {m['batch1_s'] * 1000:7.1f} ms  batch {m['batch']} "
                            f"{m['batch_s'] * 1000:7.1f} ms  per segment {score(m) * 1000:7.1f} ms  "
                            f"{'invariant' if m['invariant'] else 'varies with batch/threads'}")  # fmt: skip
+
+
+for _typer in (app, styles_app, models_app):
+    for _info in _typer.registered_commands:
+        if _info.cls in (None, TyperCommand):
+            _info.cls = _Command
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,6 +36,31 @@ def test_help_lists_commands() -> None:
         assert command in result.output
 
 
+COMMANDS = [[], ["render"], ["plan"], ["validate"], ["schema"], ["generate"], ["regen"], ["pick"],
+            ["export-stems"], ["styles", "list"], ["styles", "show"], ["models", "pull"], ["models", "list"],
+            ["models", "tune"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "compose")
+def test_help_names_values_plainly(command: list[str]) -> None:
+    """#19 item 28: help showed Python type labels (<bool>, <str>, <list[Path]>, <int range>)."""
+    import re
+
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert not re.search(r"<[a-z]", result.output), result.output
+    options = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("│ ") and " --" in line}
+    assert options, result.output
+    for line in result.output.splitlines():  # a flag: no value name at all
+        assert not re.search(r"--(help|allow-large|ray|reset|version)\s+([A-Z]{2,}|N)\b", line), line
+    if command == ["generate"]:
+        text = result.output
+        assert re.search(r"--duration\s+-d\s+SECONDS", text) and re.search(r"--output\s+-o\s+FILE", text), text
+        assert re.search(r"--seed\s+N ", text) and re.search(r"--prompt\s+TEXT", text), text
+    if command == ["render"]:
+        assert "compose render [OPTIONS] {FILES}..." in result.output and re.search(r"\*\s+FILES\s+Arr", result.output)
+
+
 def test_cli_import_stays_light() -> None:
     """`compose --help` must not import torch or transformers (that is what keeps it instant)."""
     code = "import sys, composer.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
