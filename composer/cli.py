@@ -65,6 +65,10 @@ app = typer.Typer(
     cls=_Group,
     name="compose",
     help="Compose long-form tracks with MusicGen: arrangements of sections, transitions, loudness-matched mixes.",
+    epilog="Where things live, from any folder: models in the nearest model-cache/ in this folder or above it, "
+    "else the Hugging Face user cache (~/.cache/huggingface), unless COMPOSER_CACHE_DIR or HF_HOME names one; "
+    "styles in the nearest styles/ upwards, else the library that comes with composer (or COMPOSER_STYLES_DIR); "
+    "renders in ./output (or COMPOSER_OUTPUT_DIR, --out).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -115,7 +119,10 @@ EngineOpt = Annotated[
 StylesOpt = Annotated[
     Path | None,
     typer.Option(
-        "--styles", help="Style library folder. Default: $COMPOSER_STYLES_DIR or ./styles.", show_default=False
+        "--styles",
+        help="Style library folder. Default: $COMPOSER_STYLES_DIR, else the nearest styles/ upwards, "
+        "else composer's own.",
+        show_default=False,
     ),
 ]
 

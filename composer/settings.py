@@ -63,20 +63,43 @@ def device_problem(device: str) -> str | None:
     return f"{device!r}: expected auto, cpu, cuda or cuda:N (composer runs MusicGen on NVIDIA GPUs or the CPU)"
 
 
+SHIPPED_STYLES = _REPO_ROOT / "styles"  # the library that comes with composer
+
+
+def _upwards(cwd: Path, name: str) -> Path | None:
+    """The nearest folder ``name`` in ``cwd`` or a folder above it (as git finds its repository)."""
+    for folder in (cwd, *cwd.parents):
+        if (folder / name).is_dir():
+            return folder / name
+    return None
+
+
 def _default_styles_dir(env: Mapping[str, str], cwd: Path) -> Path:
     if env.get("COMPOSER_STYLES_DIR"):
         return Path(env["COMPOSER_STYLES_DIR"])
-    for candidate in (cwd / "styles", _REPO_ROOT / "styles"):
-        if candidate.is_dir():
-            return candidate
-    return cwd / "styles"
+    return _upwards(cwd, "styles") or SHIPPED_STYLES
+
+
+def _default_cache_dir(env: Mapping[str, str], cwd: Path) -> Path:
+    """A project's model-cache/ found upwards, else the Hugging Face user cache (shared by every folder
+    and by other tools that use the Hugging Face default)."""
+    found = _upwards(cwd, "model-cache")
+    if found is not None:
+        return found
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]) / "huggingface"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / ".cache" / "huggingface"
 
 
 def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
     """Build settings from the environment.
 
     Precedence for the model cache: ``COMPOSER_CACHE_DIR``, then ``HF_HOME``, then
-    ``AUDIOCRAFT_CACHE_DIR`` (the Docker image sets both to ``/cache``), then ``./model-cache``.
+    ``AUDIOCRAFT_CACHE_DIR`` (the Docker image sets both to ``/cache``), then the nearest ``model-cache/``
+    in the working folder or above it, then the Hugging Face user cache (``$XDG_CACHE_HOME/huggingface``
+    or ``~/.cache/huggingface``). Styles: ``COMPOSER_STYLES_DIR``, the nearest ``styles/`` upwards, the
+    shipped library. Outputs: ``COMPOSER_OUTPUT_DIR``, else ``./output``.
     ``HF_HUB_CACHE`` overrides the hub folder inside it. ``HF_HUB_OFFLINE=1`` forbids downloads.
     ``COMPOSER_MODELS`` picks the model source (``hub``, ``tiny`` or ``random``), ``COMPOSER_DEVICE`` the
     device, ``COMPOSER_ENGINE`` the decoding loop, ``COMPOSER_BATCH`` how many segments run together and
@@ -91,9 +114,8 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     """
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else cwd
-    cache_dir = Path(
-        env.get("COMPOSER_CACHE_DIR") or env.get("HF_HOME") or env.get("AUDIOCRAFT_CACHE_DIR") or cwd / "model-cache"
-    )
+    explicit = env.get("COMPOSER_CACHE_DIR") or env.get("HF_HOME") or env.get("AUDIOCRAFT_CACHE_DIR")
+    cache_dir = Path(explicit) if explicit else _default_cache_dir(env, cwd)
     hub_cache = Path(env["HF_HUB_CACHE"]) if env.get("HF_HUB_CACHE") else cache_dir / "hub"
     source = (env.get("COMPOSER_MODELS") or "hub").strip().lower()
     if source not in MODEL_SOURCES:

@@ -5,12 +5,50 @@ import pytest
 from composer.settings import load_settings
 
 
-def test_defaults_use_model_cache_under_cwd(tmp_path: Path) -> None:
-    s = load_settings(env={}, cwd=tmp_path)
-    assert s.cache_dir == tmp_path / "model-cache"
-    assert s.hub_cache == tmp_path / "model-cache" / "hub"
+def test_where_models_styles_and_outputs_live(tmp_path: Path) -> None:
+    """#19 item 27: the model cache followed the working folder (`models list` elsewhere said "No models",
+    which with real weights means downloading GBs again) while styles resolved from the checkout.
+    One rule: a project's model-cache/ and styles/ are found upwards from the working folder, as git
+    finds its repository; without a model-cache/ the Hugging Face user cache is used; outputs go to
+    ./output where the command runs."""
+    from composer.settings import SHIPPED_STYLES
+
+    project = tmp_path / "project"
+    (project / "model-cache").mkdir(parents=True)
+    (project / "styles").mkdir()
+    deep = project / "arrangements" / "live"
+    deep.mkdir(parents=True)
+    for cwd in (project, deep):
+        s = load_settings(env={"HOME": str(tmp_path / "home")}, cwd=cwd)
+        assert s.cache_dir == project / "model-cache" and s.hub_cache == project / "model-cache" / "hub"
+        assert s.styles_dir == project / "styles"
+        assert s.output_dir == cwd / "output"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    s = load_settings(env={"HOME": str(tmp_path / "home")}, cwd=elsewhere)
+    assert s.cache_dir == tmp_path / "home" / ".cache" / "huggingface", "the Hugging Face default, shared by tools"
+    assert s.styles_dir == SHIPPED_STYLES and s.output_dir == elsewhere / "output"
+    xdg = load_settings(env={"HOME": "/h", "XDG_CACHE_HOME": str(tmp_path / "xdg")}, cwd=elsewhere)
+    assert xdg.cache_dir == tmp_path / "xdg" / "huggingface"
     assert s.model_source == "hub" and not s.offline and s.device == "auto"
-    assert s.output_dir == tmp_path / "output"
+
+
+def test_models_list_from_a_subfolder_sees_the_projects_models(
+    tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from composer.cli import app
+
+    project = tmp_path / "project"
+    shutil.copytree(tiny_cache, project / "model-cache")
+    (project / "arrangements").mkdir()
+    monkeypatch.chdir(project / "arrangements")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["models", "list"])
+    assert result.exit_code == 0 and "composer-tiny/musicgen-small" in result.output, result.output
 
 
 def test_hf_home_then_audiocraft_cache_dir(tmp_path: Path) -> None:
