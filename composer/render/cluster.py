@@ -337,7 +337,7 @@ def _reroll_on(
 
     arr, styles, folder, state = prepare(job.file, settings, out_root)
     plan = build_plan(arr, folder.name, styles, settings, state.seeds, state.takes, str(job.file))
-    segments, stats = _from_cache(plan, cache, job.file)
+    segments, stats = _from_cache(plan, cache, job.file, [], folder, settings)
 
     def make(wanted: list[Segment]) -> tuple[dict[str, Any], RunStats]:
         keys = {s.id: s.key for s in wanted}

@@ -7,9 +7,11 @@ picked take) live in ``<out>/<name>/state.json`` and are recorded in the manifes
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,7 +36,7 @@ from composer.render.cache import SegmentCache
 from composer.render.lock import render_lock, sweep_temp_files
 from composer.render.run import NoEvents, RenderEvents, RunStats, render_segments
 from composer.render.state import State, load_state, save_state
-from composer.settings import Settings
+from composer.settings import MODEL_SOURCES, Settings
 from composer.styles import StyleLibrary
 
 log = logging.getLogger(__name__)
@@ -260,7 +262,7 @@ def render(
             journal = Journal(folder / "journal.json", plan.segments + variants, events)
             segments, stats = render_segments(plan.segments + variants, settings, cache, journal)
         else:
-            segments, stats = _from_cache(plan, cache, file, variants)
+            segments, stats = _from_cache(plan, cache, file, variants, folder, settings)
             if known is not None:
                 stats = RunStats(known.generated, [i for i in stats.cached if i not in known.generated], known.seconds)
         rerolls = known_rerolls
@@ -394,18 +396,39 @@ class Journal:
         self.events.finished()
 
 
+def _rendered_with(folder: Path) -> str | None:
+    """The model source the folder's manifest records (None when there is no readable manifest)."""
+    path = folder / "manifest.json"
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or os.lstat(path).st_size > 16 * 2**20:
+            return None
+        source = json.loads(path.read_text(encoding="utf-8")).get("model_source")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return source if source in MODEL_SOURCES else None
+
+
 def _from_cache(
-    plan: Plan, cache: SegmentCache, file: Path, variants: list[Segment] | None = None
+    plan: Plan,
+    cache: SegmentCache,
+    file: Path,
+    variants: list[Segment],
+    folder: Path,
+    settings: Settings,
 ) -> tuple[dict[str, Take], RunStats]:
     found: dict[str, Take] = {}
     missing = []
-    for seg in [*plan.segments, *(variants or [])]:
+    for seg in [*plan.segments, *variants]:
         hit = cache.load(seg.key, seg)
         if hit is None:
             missing.append(seg.id)
         else:
             found[seg.id] = hit
     if missing:
+        source = _rendered_with(folder)
+        if source is not None and source != settings.model_source:  # the same arrangement, other models' keys
+            raise NotRenderedError(f"{folder} was rendered with --models {source}; run `compose export-stems {file} "
+                                   f"--models {source}` (or render it with these models first)")  # fmt: skip
         raise NotRenderedError(f"not rendered yet: {', '.join(missing)}; run `compose render {file}` first")
     return found, RunStats([], list(found), {})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -106,3 +107,17 @@ def test_a_folder_without_arrangements_is_an_error(tiny_env: Path, tmp_path: Pat
     result = runner.invoke(app, ["render", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "no arrangement files" in result.output
     assert str(tmp_path / "empty") in result.output
+
+
+def test_export_stems_says_the_folder_was_rendered_with_other_models(
+    tiny_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#19 item 26: export-stems after a --models tiny render, without the flag, said "not rendered yet"."""
+    out = ["--out", str(tmp_path)]
+    assert runner.invoke(app, ["render", SHORT, *out]).exit_code == 0
+    monkeypatch.delenv("COMPOSER_MODELS")
+    result = runner.invoke(app, ["export-stems", SHORT, *out])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert "was rendered with --models tiny" in line and f"compose export-stems {SHORT} --models tiny" in line, line
+    assert runner.invoke(app, ["export-stems", SHORT, *out, "--models", "tiny"]).exit_code == 0
