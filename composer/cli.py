@@ -144,6 +144,15 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _check_key(command: str, key: str | None) -> None:
+    """Refuse a key an arrangement would refuse (exit 2), before anything else happens."""
+    from composer.arrangement.schema import key_problem
+
+    if key is not None and (problem := key_problem(key)):
+        _err(f"compose {command}: --key {key!r}: {problem.split('; ', 1)[1]}")
+        raise typer.Exit(2)
+
+
 def _settings(
     models: str | None = None, device: str | None = None, styles: Path | None = None, engine: str | None = None
 ) -> Settings:
@@ -228,6 +237,7 @@ def styles_show(
     """Print a style's prompt (inheritance resolved): as written, or with --bpm/--key as a render sends it."""
     from composer.styles import StyleLibrary
 
+    _check_key("styles show", key)
     with _user_errors():
         style = StyleLibrary.load(_settings(styles=styles).styles_dir).get(name)
         typer.echo(f"# {style.name} [{style.family}]: {style.description}")
@@ -307,6 +317,7 @@ def _generate(
     if problem := _output_problem(output):  # before generating: minutes of work must not be lost to a typo
         _err(f"compose generate: --output {output}: {problem}")
         raise typer.Exit(2)
+    _check_key("generate", key)
     problem = _sampling_problem(cfg, top_k, top_p, temperature)
     if bit_depth not in ("16", "24", "float") or (bit_depth == "float" and output.suffix.lower() == ".flac"):
         problem = problem or f"--bit-depth {bit_depth}: use 16 or 24 (or float for a .wav)"

@@ -296,11 +296,18 @@ def raw_reference_problems(data: Any) -> list[tuple[Path_, str]]:
     return problems
 
 
+def key_problem(key: str) -> str | None:
+    """Why ``key`` is not a key composer can name in a prompt, or None (one rule for arrangements and options)."""
+    if KEY_PATTERN.match(key.strip()):
+        return None
+    return f"unknown key {key!r}; write e.g. 'A minor', 'C major', 'F#m'"
+
+
 def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
     """Cross-field problems, each with the path of the field to blame."""
     problems: list[tuple[Path_, str]] = []
-    if arr.key is not None and not KEY_PATTERN.match(arr.key.strip()):
-        problems.append((("key",), f"unknown key {arr.key!r}; write e.g. 'A minor', 'C major', 'F#m'"))
+    if arr.key is not None and (problem := key_problem(arr.key)):
+        problems.append((("key",), problem))
     problems += _model_problems(arr.generation.model, ("generation", "model"))
     problems += _model_problems(arr.transitions.model, ("transitions", "model"))
     problems += _crossfade_problems(arr.transitions, ("transitions",))

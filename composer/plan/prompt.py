@@ -16,8 +16,15 @@ from composer.arrangement.schema import PROMPT_MAX_CHARS
 
 __all__ = ["PROMPT_MAX_CHARS", "compose", "conform", "key_phrase", "sentence"]
 
-# "128 BPM", "120-124 BPM", "around 70 bpm", "90 to 110 BPM" (the number or range, with its unit)
-TEMPO = re.compile(r"\b(?:around |about |roughly |~)?\d{2,3}(?:\s*(?:-|–|to)\s*\d{2,3})?\s*bpm\b", re.IGNORECASE)
+# "128 BPM", "120-124 BPM", "around 70 bpm", "90 to 110 BPM", "85.5 BPM", "1000 bpm", "128 beats per
+# minute" (the number or range, with its unit: any number, so a typo is conformed rather than left in)
+_NUMBER = r"\d+(?:[.,]\d+)?"
+TEMPO = re.compile(
+    rf"(?<![\w.])(?:around |about |roughly |~)?{_NUMBER}(?:\s*(?:-|–|to)\s*{_NUMBER})?\s*"
+    r"(?:bpm|beats (?:per|a) minute)\b",
+    re.IGNORECASE,
+)
+_LEAD_IN = r"(?:(?:and|or|at|around|about|roughly)\s+)*"
 # "A minor", "F# major", "Bb minor", "in C major" (a named key; "minor-key" alone is a colour, not a key)
 KEY = re.compile(r"\b[A-G](?:#|b|♯|♭)?\s+(?:major|minor)\b")
 
@@ -71,7 +78,8 @@ def compose(parts: Iterable[str], bpm: float, key: str | None, free_tempo: bool 
     arrangement), else in a closing sentence. A free-tempo prompt names no tempo.
     """
     tempo = None if free_tempo else bpm
-    sentences = [sentence(conform(p, tempo, key)) for p in parts if p and p.strip()]
+    named = [False]
+    sentences = [sentence(_once(conform(p, tempo, key), tempo, named)) for p in parts if p and p.strip()]
     sentences = [s for s in sentences if s]
     text = " ".join(sentences)
     tail = []
@@ -82,3 +90,20 @@ def compose(parts: Iterable[str], bpm: float, key: str | None, free_tempo: bool 
     if tail:
         text = f"{text} {sentence(', '.join(tail))}".strip()
     return text
+
+
+def _once(text: str, bpm: float | None, named: list[bool]) -> str:
+    """``text`` with the tempo named at most once across the prompt: the first mention stays, every
+    later one goes with the words that lead into it ("and", "at", a comma)."""
+    if bpm is None:
+        return text
+    phrase = re.escape(f"{bpm:g} BPM")
+    found = re.search(phrase, text)
+    if found is None:
+        return text
+    keep = 0 if named[0] else found.end()
+    named[0] = True
+    rest = re.sub(rf"(?:^|\s*,\s*|\s+){_LEAD_IN}{phrase}", "", text[keep:], flags=re.IGNORECASE)
+    text = (text[:keep] + rest).strip()
+    text = re.sub(r"^\s*[,;]\s*", "", text)
+    return " ".join(text.split())

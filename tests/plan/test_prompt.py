@@ -107,3 +107,41 @@ def test_styles_show_fills_tempo_and_key() -> None:
     assert result.exit_code == 0, result.output
     assert "at 128 BPM" in result.output and result.output.rstrip().endswith("In A minor.")
     assert "{bpm}" in CliRunner().invoke(app, ["styles", "show", "industrial-techno"]).output
+
+
+ANY_TEMPO = re.compile(r"(\d+(?:[.,]\d+)?)\s*(?:bpm|beats (?:per|a) minute)", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (["At 1000 bpm and 85.5 BPM and 128 beats per minute, drums"], "At 128 BPM, drums. In A minor."),
+        (["Pulse at {bpm}, 120 BPM"], "Pulse at 128 BPM. In A minor."),
+        (["House at {bpm}", "At 124 BPM, bass"], "House at 128 BPM. Bass. In A minor."),
+        (["a groove of 7 bpm", "{key}"], "A groove of 128 BPM. A minor."),
+    ],
+)
+def test_the_tempo_is_named_once_whatever_the_text_calls_it(parts: list[str], expected: str) -> None:
+    """#19 item 6: "1000 bpm", "85.5 BPM" and "128 beats per minute" were left in; "Pulse at 128 BPM,
+    128 BPM." named it twice. Checked with a pattern of its own: any number before bpm / beats per minute."""
+    text = compose(parts, 128, "A minor")
+    assert text == expected
+    assert [m.group(1) for m in ANY_TEMPO.finditer(text)] == ["128"]
+
+
+@pytest.mark.parametrize("command", [["styles", "show", "deep-house"], ["generate", "--style", "deep-house", "-d", "1",
+                                                                        "-o", "x.wav"]])  # fmt: skip
+def test_a_key_the_arrangement_would_refuse_is_refused_everywhere(command: list[str], tmp_path: Path) -> None:
+    """#19 item 6: `--key banana` gave "In banana." where an arrangement's `key: banana` is refused."""
+    result = CliRunner().invoke(app, [*command, "--key", "banana"])
+    assert result.exit_code == 2 and "--key 'banana'" in result.output and "In banana" not in result.output, (
+        result.output
+    )
+
+
+def test_no_style_says_slow_at_any_tempo() -> None:
+    """#19 item 6: jazz-noir read "A slow swing at 128 BPM": a style's tempo words must fit any tempo."""
+    styles = StyleLibrary.load(STYLES)
+    for name in styles.names():
+        feel = styles.get(name).parts.get("feel", "")
+        assert not re.search(r"\b(slow|fast|rapid|brisk|languid)\b[^.]*\{bpm\}", feel, re.IGNORECASE), (name, feel)
