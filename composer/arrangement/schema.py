@@ -151,6 +151,14 @@ class Section(_Strict):
     duration_bars: int | None = Field(
         None, ge=1, le=256, description="Length in bars at the arrangement's bpm; puts the track on the bar grid."
     )
+
+    @field_validator("duration_bars", mode="before")
+    @classmethod
+    def _not_a_flag(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # pydantic would read true as 1 bar
+            raise ValueError("expected a whole number of bars, not true/false")
+        return value
+
     model: str | None = Field(None, description="Model override for this stem.")
     seed: int | None = Field(None, ge=0, lt=2**31, description="Seed override (default: derived from the track seed).")
     generation: Sampling = Field(default_factory=Sampling, description="Sampling overrides for this stem.")
@@ -219,14 +227,15 @@ class Arrangement(_Strict):
         step reads duration_s); a section giving both is checked in ``semantic_problems``."""
         if not isinstance(data, dict) or not isinstance(data.get("sections"), list):
             return data
-        bpm, beats = data.get("bpm"), data.get("beats_per_bar", 4)
-        if not _positive_number(bpm) or not _positive_number(beats):
-            return data
+        bpm, beats = _number(data.get("bpm")), _number(data.get("beats_per_bar", 4))
         sections = []
         for sec in data["sections"]:
-            bars = sec.get("duration_bars") if isinstance(sec, dict) else None
-            if _positive_number(bars) and "duration_s" not in sec:
-                sec = {**sec, "duration_s": bars * beats * 60.0 / bpm}
+            if isinstance(sec, dict) and "duration_bars" in sec and "duration_s" not in sec:
+                bars = _number(sec["duration_bars"])
+                if bars is not None and bars == int(bars) and bpm is not None and beats is not None:
+                    sec = {**sec, "duration_s": bars * beats * 60.0 / bpm}
+                else:  # the bars or the tempo are wrong and say so themselves: not "duration_s is missing"
+                    sec = {**sec, "duration_s": 1.0}
             sections.append(sec)
         return {**data, "sections": sections}
 
@@ -261,8 +270,15 @@ class Arrangement(_Strict):
 Path_ = tuple[str | int, ...]
 
 
-def _positive_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf")
+def _number(value: Any) -> float | None:
+    """A finite positive number as validation will read it (``120``, ``120.0``, ``"120"``), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if 0 < number < float("inf") else None
 
 
 def _crossfade_problems(spec: Crossfade, path: Path_) -> list[tuple[Path_, str]]:
@@ -405,7 +421,7 @@ def _length_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
             )
     if total > MAX_TRACK_S:
         problems.append(
-            (("sections",), f"{total:.0f} s of generated audio is absurdly long (limit {MAX_TRACK_S:.0f} s); split it")
+            (("sections",), f"{total:.4g} s of generated audio is absurdly long (limit {MAX_TRACK_S:.0f} s); split it")
         )
     return problems
 

@@ -289,3 +289,34 @@ def test_cue_and_label_text_is_one_line_whatever_it_is_given() -> None:
     for char in ("\n", "\r", "\u0085", "\u2028", "\u2029", "\u202e", "\x7f", "\x9b"):
         quoted = _quote(f'A "b"{char}c')
         assert quoted == "A 'b' c" and len(quoted.splitlines()) == 1
+
+
+BARS = "title: T\nbpm: {bpm}\nsections:\n  - {{name: a, prompt: p, duration_bars: {bars}}}\n"
+
+
+@pytest.mark.parametrize(
+    ("bpm", "bars", "field"),
+    [("120", "true", "duration_bars"), ("120", "8.5", "duration_bars"), ("120", "x", "duration_bars"),
+     ("120", "0", "duration_bars"), ("fast", "8", "bpm"), ("0", "8", "bpm")],
+)  # fmt: skip
+def test_a_bad_length_in_bars_is_named_not_a_missing_duration(tmp_path: Path, bpm: str, bars: str, field: str) -> None:
+    """#19 item 23: `duration_bars: true` (or `bpm: fast` beside bars) reported only
+    "duration_s: required field is missing"."""
+    path = write(tmp_path, BARS.format(bpm=bpm, bars=bars))
+    msgs = problems(path)
+    assert not [m for m in msgs if "duration_s" in m], msgs
+    assert [m for m in msgs if f": {field}: " in m or f"].{field}: " in m], msgs
+
+
+def test_quoted_numbers_are_read_alike_in_seconds_and_bars(tmp_path: Path, library: StyleLibrary) -> None:
+    """`bpm: "120"` is read as 120 everywhere (as pydantic reads it), so bars work with it too."""
+    arr = load_arrangement(write(tmp_path, BARS.format(bpm='"120"', bars='"8"')), library)
+    assert arr.sections[0].duration_s == pytest.approx(16.0)
+
+
+def test_an_absurd_length_is_printed_short(tmp_path: Path) -> None:
+    """#19 item 23: `duration_s: 1e308` printed a 309-digit number."""
+    path = write(tmp_path, "title: T\nbpm: 120\nsections:\n  - {name: a, prompt: p, duration_s: 1e308}\n")
+    msgs = problems(path)
+    assert msgs and all(len(m) < 300 for m in msgs), msgs
+    assert any("1e+308 s of generated audio" in m for m in msgs), msgs
