@@ -400,7 +400,8 @@ def _rendered_with(folder: Path) -> str | None:
     """The model source the folder's manifest records (None when there is no readable manifest)."""
     path = folder / "manifest.json"
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode) or os.lstat(path).st_size > 16 * 2**20:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 16 * 2**20:
             return None
         source = json.loads(path.read_text(encoding="utf-8")).get("model_source")
     except (OSError, ValueError, AttributeError, RecursionError):
