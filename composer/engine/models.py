@@ -280,11 +280,18 @@ _CHOICES: dict[tuple[Any, ...], Choice] = {}
 
 def cpu_choice(shape: DecoderShape | None, settings: Settings) -> Choice:
     """The CPU kernel for a decoder shape (tuned once per machine, see composer.engine.tune)."""
-    from composer.engine.tune import Choice, choose_kernel
+    from composer.engine.tune import TUNING_FILE, Choice, choose_kernel
 
     if shape is None:  # not cached yet: only an explicit choice is known
         return Choice(settings.cpu_dtype, True, True, 16, "set", {})
-    key = (shape, settings.cpu_dtype, str(settings.cache_dir))
+    # The tuning file's identity is part of the key: a `compose models tune` here or in another process
+    # (a cluster's actors read the file) replaces the choice for every later plan and load.
+    try:
+        st = (settings.cache_dir / TUNING_FILE).stat()
+        written: tuple[int, ...] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        written = ()
+    key = (shape, settings.cpu_dtype, str(settings.cache_dir), written)
     if key not in _CHOICES:
         _CHOICES[key] = choose_kernel(shape, settings)
     return _CHOICES[key]

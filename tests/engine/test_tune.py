@@ -125,6 +125,23 @@ def test_an_explicit_kernel_uses_its_measured_chunk(settings: Settings, monkeypa
     assert (fresh.kernel, fresh.rows) == ("bfloat16", 16)  # not measured there: the default chunk, probed
 
 
+def test_a_new_tuning_replaces_the_choice_in_a_running_process(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived process (a service, a cluster's driver) plans with the tuning in the file, also after
+    `compose models tune` measured again here or elsewhere: otherwise its plans name other numerics
+    than its cluster's actors, which read the file, and every segment is refused."""
+    from composer.engine.models import cpu_choice
+
+    fake = {f"{k}/{r}": m(10 + r, 20 + r) for k in tune.CANDIDATES for r in CHUNKS}  # float32/2 is fastest
+    monkeypatch.setattr(tune, "measure", lambda shape, batch: fake)
+    assert (cpu_choice(SHAPE, settings).kernel, cpu_choice(SHAPE, settings).rows) == ("float32", 2)
+    fake["bfloat16/8"] = m(5, 5)  # measured again (another process, or `compose models tune`)
+    choose_kernel(SHAPE, settings, force=True)
+    again = cpu_choice(SHAPE, settings)
+    assert (again.kernel, again.rows, again.how) == ("bfloat16", 8, "cached")
+
+
 def test_the_probe_catches_a_product_that_rounds_with_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     from composer.engine import kernels
 
