@@ -147,7 +147,8 @@ def run_render(file: Path, settings: Settings, out_root: Path, **kwargs: Any) ->
     out.print(
         f"mix: {result.folder / manifest['output']['file']} — {manifest['length_s']:.2f} s, "
         f"{loud['integrated_lufs']} LUFS (target {loud['target_lufs']}), true peak {loud['true_peak_dbtp']} dBTP; "
-        f"{len(result.stats.generated)} generated, {len(result.stats.cached)} from cache, {result.seconds:.1f} s",
+        f"{len(result.stats.generated)} generated, {len(result.stats.cached)} from cache{_reroll_summary(manifest)}, "
+        f"{result.seconds:.1f} s",
         soft_wrap=True,
     )
     if loud["integrated_lufs"] is not None and abs(loud["integrated_lufs"] - loud["target_lufs"]) > 1.0:
@@ -159,6 +160,15 @@ def run_render(file: Path, settings: Settings, out_root: Path, **kwargs: Any) ->
         seed = result.plan.segment(section).seed
         out.print(f"{section}: seed {seed} (recorded; `compose regen {file} {section} --seed {seed}` remakes it)",
                   soft_wrap=True)  # fmt: skip
+
+
+def _reroll_summary(manifest: dict[str, Any]) -> str:
+    """ "; re-rolls: 3 tries (2 generated, 1 from cache)" for the tries --reroll made (the first seed is not one)."""
+    tries = [t for per in manifest.get("rerolls", {}).get("tries", {}).values() for t in per[1:]]
+    if not tries:
+        return ""
+    made = sum(bool(t.get("generated")) for t in tries)
+    return f"; re-rolls: {len(tries)} tries ({made} generated, {len(tries) - made} from cache)"
 
 
 def arrangement_files(paths: list[Path]) -> list[Path]:

@@ -210,3 +210,20 @@ def aligned_stem(assembly: Assembly, track: Track) -> np.ndarray:
     padded = np.zeros((assembly.channels, assembly.length), np.float32)
     padded[:, track.start : track.start + track.audio.shape[1]] = track.audio * db_to_gain(-STEM_HEADROOM_DB)
     return padded
+
+
+def take_stem(cached: Take, target_lufs: float, rate: int, channels: int, name: str) -> tuple[np.ndarray, float]:
+    """An extra take of a section (its new audio, at the output rate) at the level its aligned stem has:
+    loudness-matched to the section's target like the picked take in the mix, ``STEM_HEADROOM_DB`` below
+    it. Takes of one section then sound alike loud and swap in for the aligned stem's audio as they are.
+
+    Returns:
+        The audio (channels, n) and the gain applied in dB.
+    """
+    dc_free = highpass(cached.new_audio, cached.sample_rate)
+    audio = resample(dc_free, cached.sample_rate, rate)
+    if audio.shape[0] < channels:  # measured as it would sound in a stereo mix
+        audio = np.repeat(audio, channels, axis=0)
+    measured = _measure(audio, rate, name)
+    gain_db = (0.0 if measured is None else target_lufs - measured) - STEM_HEADROOM_DB
+    return (audio * db_to_gain(gain_db)).astype(np.float32), gain_db

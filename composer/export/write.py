@@ -13,7 +13,7 @@ import numpy as np
 from composer import __version__
 from composer.arrangement import Arrangement
 from composer.assembly.loudness import integrated_lufs, short_term_lufs
-from composer.assembly.mix import STEM_HEADROOM_DB, aligned_stem, assemble, master
+from composer.assembly.mix import STEM_HEADROOM_DB, aligned_stem, assemble, master, take_stem
 from composer.assembly.seams import REROLL_ABOVE, Rerolls, Seam, score_seams
 from composer.audio.dsp import highpass, resample
 from composer.audio.io import write_audio
@@ -67,10 +67,7 @@ def export_all(
     mix_name = f"mix.{ext}"
     write(folder / mix_name, mastered.audio)
     for other in {"wav", "flac"} - {ext}:  # after a format change, only the current format's files remain
-        remove_file(folder / f"mix.{other}")
-        if (folder / "stems" / "takes").is_dir() and not (folder / "stems" / "takes").is_symlink():
-            for take in (folder / "stems" / "takes").glob(f"*.{other}"):
-                remove_file(take)
+        remove_file(folder / f"mix.{other}")  # the stems' and takes' files: _remove_stale
     stems = folder / "stems"
     keep: set[Path] = set()
     files: dict[str, dict[str, str]] = {}
@@ -85,11 +82,16 @@ def export_all(
             "aligned": str(aligned_path.relative_to(folder)),
         }
     takes_written = []
+    targets = {s.name: arr.loudness.target_lufs + s.loudness_offset_lu for s in arr.sections}
     for variant in variants:
         take_path = stems / "takes" / f"{variant.id}.{ext}"
-        write_raw(take_path, segments[variant.id])
+        audio, gain_db = take_stem(segments[variant.id], targets[variant.section], out.sample_rate, assembly.channels,
+                                   variant.id)  # fmt: skip
+        write(take_path, _clipped(audio, take_path.name))
+        keep.add(take_path)
         takes_written.append({"section": variant.section, "take": variant.take, "seed": variant.seed,
-                              "key": variant.key, "file": str(take_path.relative_to(folder))})  # fmt: skip
+                              "key": variant.key, "file": str(take_path.relative_to(folder)),
+                              "gain_db": round(gain_db, 2)})  # fmt: skip
     _remove_stale(stems, keep)
 
     loudness = short_term_lufs(mastered.audio, mastered.sample_rate)
@@ -138,8 +140,9 @@ def _beats_entry(assembly: Any, segment: str, bpm: float) -> dict[str, Any] | No
 
 
 def _remove_stale(stems: Path, keep: set[Path]) -> None:
-    """Delete stem files of segments no longer in the plan (renamed or removed sections)."""
-    for sub in ("raw", "aligned"):
+    """Delete stem files of segments no longer in the plan (renamed or removed sections), and takes
+    no longer kept (a regenerated section's, or the one now picked)."""
+    for sub in ("raw", "aligned", "takes"):
         if (stems / sub).is_dir() and not (stems / sub).is_symlink():
             for path in (stems / sub).iterdir():
                 if path not in keep:

@@ -110,12 +110,20 @@ def check_section(arr: Arrangement, section: str, file: Path) -> None:
 def choose(
     arr: Arrangement, state: State, file: Path, takes: int, regen: str | None, regen_seed: int | None, reset: bool
 ) -> dict[str, int]:
-    """Apply a regen's new seed (or its reset) to ``state``; returns the extra takes asked for (section -> count)."""
+    """Apply a regen's new seed (or its reset) to ``state``; returns the takes to keep in stems/takes/
+    (section -> how many): those asked for now, and those of earlier renders (``state.take_counts``),
+    so that pick, export-stems and later renders keep them. A regen drops its section's old takes."""
     import random
 
+    names = [s.name for s in arr.sections]
     if regen is None:
-        return {s.name: takes for s in arr.sections} if takes > 1 else {}
+        if takes > 1:
+            state.take_counts = {name: takes for name in names}
+        return {name: n for name, n in state.take_counts.items() if name in names}
     check_section(arr, regen, file)
+    state.take_counts.pop(regen, None)  # they were takes of the old seed
+    if takes > 1:
+        state.take_counts[regen] = takes
     if reset:
         state.seeds.pop(regen, None)
         state.seed_from.pop(regen, None)
@@ -123,7 +131,7 @@ def choose(
         state.seeds[regen] = regen_seed if regen_seed is not None else random.SystemRandom().randrange(2**31)
         state.seed_from[regen] = next(s.seed for s in arr.sections if s.name == regen)
     state.takes.pop(regen, None)
-    return {regen: takes} if takes > 1 else {}
+    return {name: n for name, n in state.take_counts.items() if name in names}
 
 
 def _take_variants(
@@ -317,21 +325,29 @@ def reroll_transitions(
         if scores.get(seg.id, 0.0) <= record.limit:
             continue
         original = state.seeds.get(seg.id)
-        best = (scores[seg.id], original, segments[seg.id])
+        # (score, seed, take, seconds it took to generate in this run or None when it came from the cache)
+        best = (
+            scores[seg.id],
+            original,
+            segments[seg.id],
+            stats.seconds.get(seg.id) if seg.id in stats.generated else None,
+        )
         log.warning("%s: its joins score %.1f (above %.1f); trying new seeds", seg.id, scores[seg.id], record.limit)
-        record.tries[seg.id] = [{"seed": seg.seed, "score": round(scores[seg.id], 2)}]
+        record.tries[seg.id] = [{"seed": seg.seed, "score": round(scores[seg.id], 2),
+                                 "generated": seg.id in stats.generated}]  # fmt: skip
         for k in range(1, tries + 1):
             seed = derive_seed(seg.seed, "reroll", k)
             state.seeds[seg.id] = seed
             trial = build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
             parent = trial.segment(seg.prompt_from) if seg.prompt_from else None
             made, more = make([*([parent] if parent else []), trial.segment(seg.id)])
-            stats.generated += [g for g in more.generated if g not in stats.generated]
-            stats.seconds |= more.seconds
+            took = more.seconds.get(seg.id, 0.0) if seg.id in more.generated else None
+            for other in [i for i in more.generated if i != seg.id and i not in stats.generated]:  # a lost parent
+                _account(stats, other, more.seconds.get(other, 0.0))
             score = _transition_scores(trial, arr, segments | {seg.id: made[seg.id]})[seg.id]
-            record.tries[seg.id].append({"seed": seed, "score": round(score, 2)})
+            record.tries[seg.id].append({"seed": seed, "score": round(score, 2), "generated": took is not None})
             if score < best[0]:
-                best = (score, seed, made[seg.id])
+                best = (score, seed, made[seg.id], took)
             if score <= record.limit:
                 break
         if best[1] is None:
@@ -339,9 +355,27 @@ def reroll_transitions(
         else:
             state.seeds[seg.id] = best[1]
         segments[seg.id] = best[2]
+        _account(stats, seg.id, best[3])
+        kept_seed = best[1] if best[1] is not None else seg.seed
         for entry in record.tries[seg.id]:
-            entry["kept"] = entry["seed"] == (best[1] if best[1] is not None else seg.seed)
+            entry["kept"] = entry["seed"] == kept_seed
+        if best[0] > record.limit:
+            log.warning("%s: kept seed %d, whose joins still score %.1f (above %.1f) after %d tries; re-roll with more "
+                        "tries (--reroll N) or change the transition", seg.id, kept_seed, best[0], record.limit,
+                        len(record.tries[seg.id]) - 1)  # fmt: skip
     return build_plan(arr, name, styles, settings, state.seeds, state.takes, str(file))
+
+
+def _account(stats: RunStats, seg_id: str, seconds: float | None) -> None:
+    """Record how the kept take of ``seg_id`` came to be: generated in this run (in ``seconds``) or from the cache."""
+    stats.generated[:] = [i for i in stats.generated if i != seg_id]
+    stats.cached[:] = [i for i in stats.cached if i != seg_id]
+    stats.seconds.pop(seg_id, None)
+    if seconds is None:
+        stats.cached.append(seg_id)
+    else:
+        stats.generated.append(seg_id)
+        stats.seconds[seg_id] = seconds
 
 
 def _mark_exporting(folder: Path) -> None:

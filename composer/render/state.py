@@ -29,6 +29,7 @@ class State:
     takes: dict[str, int] = field(default_factory=dict)
     arrangement: str | None = None  # the arrangement file (resolved) this output folder belongs to
     seed_from: dict[str, int | None] = field(default_factory=dict)  # a section's YAML seed when regen chose one
+    take_counts: dict[str, int] = field(default_factory=dict)  # takes kept in stems/takes/ per section (--takes N)
 
 
 def load_state(folder: Path) -> State:
@@ -56,7 +57,12 @@ def load_state(folder: Path) -> State:
             v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in seed_from.values()
         ):
             raise ValueError("seed_from must map sections to seeds or null")
-        return State(dict(seeds), dict(takes), owner, dict(seed_from))
+        counts = data.get("take_counts", {})
+        if not isinstance(counts, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64 for v in counts.values()
+        ):
+            raise ValueError("take_counts must map sections to whole numbers in 1..64")
+        return State(dict(seeds), dict(takes), owner, dict(seed_from), dict(counts))
     except (ValueError, AttributeError, TypeError, OverflowError, RecursionError, OSError) as exc:
         raise StateError(f"{path}: unreadable render state ({exc}); fix or delete it to start over") from None
 

@@ -41,7 +41,8 @@ def test_render_regen_pick_export_cycle(tiny_env: Path, tmp_path: Path) -> None:
     assert f"drive: seed {seed} " in drawn.output
     assert runner.invoke(app, ["regen", SHORT, "drive", "--reset", *out]).exit_code == 0
     pick = runner.invoke(app, ["pick", SHORT, "drive", "1", *out])
-    assert pick.exit_code == 0 and "1 generated" in pick.output  # coda continues drive
+    # coda continues drive, and so does coda's kept take 1
+    assert pick.exit_code == 0 and "2 generated" in pick.output and "generated coda.take1" in pick.output
     manifest = json.loads((tmp_path / "short" / "manifest.json").read_text())
     assert manifest["choices"] == {"seeds": {"intro": 3}, "takes": {"drive": 1}}
 

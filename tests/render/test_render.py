@@ -136,12 +136,33 @@ def test_takes_and_pick(copy_of_first: Path, settings: Settings) -> None:
     assert sorted(result.stats.generated) == ["coda.take1", "drive.take1", "intro.take1"]
     takes = copy_of_first / "short" / "stems" / "takes"
     assert sorted(p.name for p in takes.iterdir()) == ["coda.take1.wav", "drive.take1.wav", "intro.take1.wav"]
+    raw_take0, rate = sf.read(copy_of_first / "short" / "stems" / "raw" / "intro.wav", dtype="float64")
     picked = render(SHORT, settings, copy_of_first, pick=("intro", 1))
     assert picked.stats.generated == ["intro--drive"], "only what depends on the new take is generated"
     assert picked.manifest["choices"]["takes"] == {"intro": 1}
-    assert sha(copy_of_first / "short" / "stems" / "raw" / "intro.wav") == sha(takes / "intro.take1.wav")
+    # the other takes stay listed and on disk: take 0 of intro is now an alternative, take 1 is the pick
+    listed = {t["file"]: t for t in picked.manifest["takes"]}
+    assert sorted(listed) == [f"stems/takes/{n}.take{k}.wav" for n, k in (("coda", 1), ("drive", 1), ("intro", 0))]
+    assert sorted(p.name for p in takes.iterdir()) == sorted(Path(f).name for f in listed)
+    # at the level of their section's aligned stem: matched to the section's target, 6 dB of headroom
+    import pyloudnorm
+
+    take0, _ = sf.read(takes / "intro.take0.wav", dtype="float64")
+    gain = listed["stems/takes/intro.take0.wav"]["gain_db"]
+    np.testing.assert_allclose(take0, raw_take0 * 10 ** (gain / 20), atol=2e-4)  # the same audio, raised
+    target = picked.manifest["loudness"]["target_lufs"] - 3.0  # short.yaml: intro's loudness_offset_lu
+    level = pyloudnorm.Meter(rate).integrated_loudness(take0)
+    assert abs(level - (target - 6.0)) < 0.5, f"take at {level:.1f} LUFS; its section's level is {target} LUFS"
+    # export-stems in another format writes the takes in it (and only those)
+    song = copy_of_first.parent / "short.yaml"  # the same arrangement, its output format edited
+    song.write_text(SHORT.read_text().replace("format: wav", "format: flac"))
+    state_file = copy_of_first / "short" / "state.json"
+    state_file.write_text(state_file.read_text().replace(str(SHORT.resolve()), str(song.resolve())))
+    flac = render(song, settings, copy_of_first, generate=False)
+    assert sorted(p.name for p in takes.iterdir()) == ["coda.take1.flac", "drive.take1.flac", "intro.take0.flac"]
+    assert [t["file"] for t in flac.manifest["takes"]] == [f.replace(".wav", ".flac") for f in listed]
     with pytest.raises(NotRenderedError, match="take 5 of 'drive' was never rendered"):
-        render(SHORT, settings, copy_of_first, pick=("drive", 5))
+        render(song, settings, copy_of_first, pick=("drive", 5))
 
 
 def test_export_stems_generates_nothing(copy_of_first: Path, settings: Settings, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from composer.assembly.seams import REROLL_ABOVE
@@ -80,3 +81,31 @@ def test_a_planted_bad_transition_is_rerolled_and_nothing_else(settings: Setting
 def test_reroll_options_are_documented() -> None:
     text = CliRunner().invoke(app, ["render", "--help"], terminal_width=200).output
     assert "--reroll" in text and "default 2.5" in text and REROLL_ABOVE == 2.5
+
+
+def test_a_kept_reroll_is_recorded_as_generated_and_a_join_left_bad_is_named(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from composer.cli_render import _reroll_summary
+
+    song = tmp_path / "two.yaml"
+    song.write_text(SONG)
+    out = tmp_path / "out"
+    first = render(song, settings, out)
+    plant_tone(out, first.plan.segment("a--b"))
+    rerolled = render(song, settings, out, reroll=2)
+    tries = rerolled.manifest["rerolls"]["tries"]["a--b"]
+    assert [t["generated"] for t in tries] == [False] + [True] * (len(tries) - 1), "the planted one came from the cache"
+    entry = next(e for e in rerolled.manifest["segments"] if e["id"] == "a--b")
+    assert entry["cache_hit"] is False and entry["generate_seconds"] is not None, "the kept take was generated now"
+    assert sorted(rerolled.stats.cached) == ["a", "b"] and rerolled.stats.generated == ["a--b"]
+    n = len(tries) - 1
+    assert _reroll_summary(rerolled.manifest) == f"; re-rolls: {n} tries ({n} generated, 0 from cache)"
+    # the same command again: every try comes from the cache, and so does the kept take
+    again = render(song, settings, out, reroll=2)
+    entry = next(e for e in again.manifest["segments"] if e["id"] == "a--b")
+    assert entry["cache_hit"] is True and entry["generate_seconds"] is None and again.stats.generated == []
+    # a limit no join can meet: the kept join is still above it, and the render says so
+    caplog.clear()
+    render(song, settings, out, reroll=1, reroll_above=0.0)
+    assert "still score" in caplog.text and "(above 0.0) after 1 tries" in caplog.text
