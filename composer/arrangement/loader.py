@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composer.arrangement.schema import Arrangement, raw_reference_problems, semantic_problems
+from composer.arrangement.schema import Arrangement, raw_reference_problems, raw_section_problems, semantic_problems
 from composer.arrangement.yamlfile import Loc, line_of, locate, read_yaml, validate
 from composer.errors import ArrangementError
 
@@ -78,7 +78,7 @@ def melody_problem(arrangement: Path, melody: str) -> str | None:
 
 def _raw_reference_problems(path: Path, data: Any, styles: StyleLibrary | None) -> list[tuple[Loc, str]]:
     """Unknown models and styles and bad melody paths, read off the YAML when the schema check failed."""
-    problems = raw_reference_problems(data)
+    problems = raw_reference_problems(data) + raw_section_problems(data)
     defaults = data.get("transitions") if isinstance(data, dict) else None
     style = defaults.get("style") if isinstance(defaults, dict) else None
     if styles is not None and isinstance(style, str) and style not in styles:

@@ -312,6 +312,51 @@ def raw_reference_problems(data: Any) -> list[tuple[Path_, str]]:
     return problems
 
 
+def _name_problems(name: str, seen: dict[str, str]) -> list[str]:
+    """What is wrong with a section's name (``seen``: the names before it, case-folded; updated)."""
+    problems = []
+    folded = name.lower()  # case-insensitive file systems would merge these
+    if folded in RESERVED_NAMES:
+        problems.append(f"{name!r} is a reserved file name on Windows; pick another name")
+    if "--" in name:  # the separator of transition ids: "a", "b" and "a--b" would collide
+        problems.append(f"{name!r} contains '--', which composer keeps for transitions (intro--drive); "
+                        "use a single '-' or '_'")  # fmt: skip
+    if folded in seen:
+        problems.append(f"duplicate section name {name!r} (clashes with {seen[folded]!r})")
+    seen.setdefault(folded, name)
+    return problems
+
+
+def _duration_problem(duration_s: float, allow_long: bool) -> str | None:
+    limit = LONG_FORM_MAX_S if allow_long else COMFORTABLE_S
+    if duration_s <= limit:
+        return None
+    hint = (
+        "split it into sections"
+        if allow_long
+        else "split it into sections, or set allow_long: true for windowed generation"
+    )
+    return f"{duration_s:g} s is above the {limit:.0f} s limit; {hint}"
+
+
+def raw_section_problems(data: Any) -> list[tuple[Path_, str]]:
+    """Section names and lengths checked on the parsed YAML itself, so that ``validate`` reports them in
+    the same pass as schema errors elsewhere in the file (the same rules as :func:`semantic_problems`)."""
+    problems: list[tuple[Path_, str]] = []
+    sections = data.get("sections") if isinstance(data, dict) else None
+    seen: dict[str, str] = {}
+    for i, sec in enumerate(sections if isinstance(sections, list) else []):
+        if not isinstance(sec, dict):
+            continue
+        if isinstance(sec.get("name"), str):
+            problems += [(("sections", i, "name"), problem) for problem in _name_problems(sec["name"], seen)]
+        duration, allow_long = sec.get("duration_s"), sec.get("allow_long", False)
+        seconds = float(duration) if isinstance(duration, int | float) and not isinstance(duration, bool) else None
+        if seconds is not None and isinstance(allow_long, bool) and (problem := _duration_problem(seconds, allow_long)):
+            problems.append((("sections", i, "duration_s"), problem))
+    return problems
+
+
 def key_problem(key: str) -> str | None:
     """Why ``key`` is not a key composer can name in a prompt, or None (one rule for arrangements and options)."""
     if KEY_PATTERN.match(key.strip()):
@@ -340,15 +385,7 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
     last = len(arr.sections) - 1
     for i, sec in enumerate(arr.sections):
         at: Path_ = ("sections", i)
-        folded = sec.name.lower()  # case-insensitive file systems would merge these
-        if folded in RESERVED_NAMES:
-            problems.append((at + ("name",), f"{sec.name!r} is a reserved file name on Windows; pick another name"))
-        if "--" in sec.name:  # the separator of transition ids: "a", "b" and "a--b" would collide
-            problems.append((at + ("name",), f"{sec.name!r} contains '--', which composer keeps for transitions "
-                             "(intro--drive); use a single '-' or '_'"))  # fmt: skip
-        if folded in seen:
-            problems.append((at + ("name",), f"duplicate section name {sec.name!r} (clashes with {seen[folded]!r})"))
-        seen.setdefault(folded, sec.name)
+        problems += [(at + ("name",), problem) for problem in _name_problems(sec.name, seen)]
         if not (sec.style or sec.prompt):
             problems.append((at + ("style",), "give a style or a prompt (or both)"))
         problems += _model_problems(sec.model, at + ("model",))
@@ -360,14 +397,8 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
         if sec.duration_bars is not None and abs(sec.duration_s - (in_s := arr.bars_to_s(sec.duration_bars))) > 1e-6:
             problems.append((at + ("duration_bars",), "give duration_s or duration_bars, not both "
                              f"({sec.duration_bars} bars at {arr.bpm:g} bpm are {in_s:.3f} s)"))  # fmt: skip
-        limit = LONG_FORM_MAX_S if sec.allow_long else COMFORTABLE_S
-        if sec.duration_s > limit:
-            hint = (
-                "split it into sections"
-                if sec.allow_long
-                else "split it into sections, or set allow_long: true for windowed generation"
-            )
-            problems.append((at + ("duration_s",), f"{sec.duration_s:g} s is above the {limit:.0f} s limit; {hint}"))
+        if problem := _duration_problem(sec.duration_s, sec.allow_long):
+            problems.append((at + ("duration_s",), problem))
         if sec.continue_from is not None:
             if i == 0:
                 problems.append((at + ("continue_from",), "the first section has nothing to continue from"))

@@ -320,3 +320,30 @@ def test_an_absurd_length_is_printed_short(tmp_path: Path) -> None:
     msgs = problems(path)
     assert msgs and all(len(m) < 300 for m in msgs), msgs
     assert any("1e+308 s of generated audio" in m for m in msgs), msgs
+
+
+def test_validate_reports_names_and_lengths_beside_field_errors(tmp_path: Path) -> None:
+    """#19 item 23: one pass. A 90 s section and an `a--b` name used to appear only once the field
+    errors elsewhere were fixed."""
+    path = write(
+        tmp_path,
+        "title: t\nbpm: 120\nsections:\n"
+        "  - {name: a--b, prompt: p, duration_s: 10}\n"
+        "  - {name: long, prompt: p, duration_s: 90}\n"
+        "  - {name: c, prompt: p, duration_s: 10, seed: banana}\n"
+        "  - {name: A--B, prompt: p, duration_bars: 8}\n",
+    )
+    with pytest.raises(ArrangementError) as err:
+        load_arrangement(path)
+    text = str(err.value)
+    assert f"{path}:4: sections[0].name: 'a--b' contains '--'" in text
+    assert f"{path}:5: sections[1].duration_s: 90 s is above the 60 s limit" in text
+    assert f"{path}:6: sections[2]" in text and "seed" in text, "the field error is still there"
+    assert "duplicate section name 'A--B'" in text
+    # once the field error is fixed, the same problems (and no others) are reported
+    path.write_text(path.read_text().replace("seed: banana", "seed: 5"))
+    with pytest.raises(ArrangementError) as fixed:
+        load_arrangement(path)
+    assert sorted(p.message for p in fixed.value.problems) == sorted(
+        p.message for p in err.value.problems if "seed" not in p.field
+    )
