@@ -69,15 +69,24 @@ class Master:
     max_reduction_db: float  # deepest limiter gain reduction
 
 
+def section_targets(arr: Arrangement) -> dict[str, float]:
+    """Each section's loudness in the mix (LUFS): the target plus its ``loudness_offset_lu``."""
+    return {s.name: arr.loudness.target_lufs + s.loudness_offset_lu for s in arr.sections}
+
+
+def generated_audio(cached: Take, rate: int) -> np.ndarray:
+    """A segment's new audio (continuation prompt trimmed), DC removed, at ``rate``."""
+    return resample(highpass(cached.new_audio, cached.sample_rate), cached.sample_rate, rate)
+
+
 def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int) -> Assembly:
     """Place, loudness-match and fade every segment of the plan, at the output sample rate ``rate``.
 
     Segments are resampled first, so loudness is measured on what ends up in the file. The mix is
     stereo when any segment is stereo; mono segments are then up-mixed before they are measured.
     """
-    sections = {s.name: s for s in arr.sections}
     order = [s.name for s in arr.sections]
-    targets = {name: arr.loudness.target_lufs + sections[name].loudness_offset_lu for name in order}
+    targets = section_targets(arr)
     placements = plan.timeline
     channels = max(segments[p.segment].channels for p in placements)
     alignment = align(plan, arr, segments)
@@ -220,8 +229,7 @@ def take_stem(cached: Take, target_lufs: float, rate: int, channels: int, name: 
     Returns:
         The audio (channels, n) and the gain applied in dB.
     """
-    dc_free = highpass(cached.new_audio, cached.sample_rate)
-    audio = resample(dc_free, cached.sample_rate, rate)
+    audio = generated_audio(cached, rate)
     if audio.shape[0] < channels:  # measured as it would sound in a stereo mix
         audio = np.repeat(audio, channels, axis=0)
     measured = _measure(audio, rate, name)

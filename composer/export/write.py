@@ -13,9 +13,16 @@ import numpy as np
 from composer import __version__
 from composer.arrangement import Arrangement
 from composer.assembly.loudness import integrated_lufs, short_term_lufs
-from composer.assembly.mix import STEM_HEADROOM_DB, aligned_stem, assemble, master, take_stem
+from composer.assembly.mix import (
+    STEM_HEADROOM_DB,
+    aligned_stem,
+    assemble,
+    generated_audio,
+    master,
+    section_targets,
+    take_stem,
+)
 from composer.assembly.seams import REROLL_ABOVE, Rerolls, Seam, score_seams
-from composer.audio.dsp import highpass, resample
 from composer.audio.io import write_audio
 from composer.engine.types import Take
 from composer.export.markers import audacity_labels, cue_sheet
@@ -61,8 +68,7 @@ def export_all(
 
     def write_raw(path: Path, cached: Take) -> None:
         """A segment as generated (continuation prompt trimmed), at the output rate."""
-        dc_free = highpass(cached.new_audio, cached.sample_rate)  # as in the mix: generated audio can carry DC
-        write(path, _clipped(resample(dc_free, cached.sample_rate, out.sample_rate), path.name))
+        write(path, _clipped(generated_audio(cached, out.sample_rate), path.name))  # DC removed, as in the mix
 
     mix_name = f"mix.{ext}"
     write(folder / mix_name, mastered.audio)
@@ -82,7 +88,7 @@ def export_all(
             "aligned": str(aligned_path.relative_to(folder)),
         }
     takes_written = []
-    targets = {s.name: arr.loudness.target_lufs + s.loudness_offset_lu for s in arr.sections}
+    targets = section_targets(arr)
     for variant in variants:
         take_path = stems / "takes" / f"{variant.id}.{ext}"
         audio, gain_db = take_stem(segments[variant.id], targets[variant.section], out.sample_rate, assembly.channels,

@@ -32,6 +32,11 @@ class State:
     take_counts: dict[str, int] = field(default_factory=dict)  # takes kept in stems/takes/ per section (--takes N)
 
 
+def _whole(value: object, low: int, high: int) -> bool:
+    """Is ``value`` a whole number (not a bool) in ``low..high``?"""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def load_state(folder: Path) -> State:
     path = folder / "state.json"
     if not path.is_file():
@@ -44,10 +49,10 @@ def load_state(folder: Path) -> State:
         if not isinstance(seeds, dict) or not isinstance(takes, dict):
             raise ValueError("seeds and takes must be mappings")
         for section, seed in seeds.items():  # one range everywhere: the arrangement's 0 .. 2**31-1
-            if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**31):
+            if not _whole(seed, 0, 2**31 - 1):
                 raise ValueError(f"seed of {section!r} must be a whole number in 0..2147483647, got {seed!r}")
         for section, take in takes.items():
-            if not (isinstance(take, int) and not isinstance(take, bool) and 0 <= take < 64):
+            if not _whole(take, 0, 63):
                 raise ValueError(f"take of {section!r} must be a whole number in 0..63, got {take!r}")
         owner = data.get("arrangement")
         if owner is not None and (not isinstance(owner, str) or len(owner) > 4096 or "\x00" in owner):
@@ -58,9 +63,7 @@ def load_state(folder: Path) -> State:
         ):
             raise ValueError("seed_from must map sections to seeds or null")
         counts = data.get("take_counts", {})
-        if not isinstance(counts, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64 for v in counts.values()
-        ):
+        if not isinstance(counts, dict) or not all(_whole(v, 1, 64) for v in counts.values()):
             raise ValueError("take_counts must map sections to whole numbers in 1..64")
         return State(dict(seeds), dict(takes), owner, dict(seed_from), dict(counts))
     except (ValueError, AttributeError, TypeError, OverflowError, RecursionError, OSError) as exc:
