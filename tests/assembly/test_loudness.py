@@ -189,3 +189,49 @@ def test_limiter_gain_is_the_same_in_pieces(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(limiter, "PIECE", 7001)  # many pieces, boundaries inside reductions
     pieces = limit(x, 48000, -1.0)
     assert np.array_equal(whole[1], pieces[1]) and np.array_equal(whole[0], pieces[0])
+
+
+def near_nyquist(rate: int, seconds: float, seed: int) -> np.ndarray:
+    """Stereo noise with energy at -12 dB between 90 % and 99.5 % of Nyquist (14.5-16 kHz at 32 kHz) over a low band."""
+    from scipy.signal import butter, sosfilt
+
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((2, int(seconds * rate)))
+    nyquist = rate / 2
+    high = sosfilt(butter(8, [0.9 * nyquist, 0.995 * nyquist], btype="band", fs=rate, output="sos"), noise, axis=1)
+    low = sosfilt(butter(4, 2000, fs=rate, output="sos"), noise, axis=1)
+    x = low / low.std() + 10 ** (-12 / 20) * high / high.std()
+    return (0.9 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("rate", [32000, 44100, 48000])
+def test_true_peak_reads_tones_up_to_99_percent_of_nyquist(rate: int) -> None:
+    """Tones whose samples miss their crests read their level (a 4x meter with a gentle filter misses 0.5-50 dB)."""
+    n = np.arange(20000)  # a long window: the crest nearest its middle is the tone's level
+    for fraction in (0.5, 0.8, 0.9, 0.95, 0.97, 0.99):
+        for phase in (0.0, 0.7, 1.9):
+            x = (0.5 * np.sin(np.pi * fraction * n + phase) * np.hanning(n.size))[None].astype(np.float32)
+            reference = independent_true_peak_db(x)
+            assert reference == pytest.approx(-6.02, abs=0.02)
+            assert true_peak_db(x) == pytest.approx(reference, abs=0.02), (rate, fraction, phase)
+
+
+@pytest.mark.parametrize("rate", [32000, 44100, 48000])
+def test_limiter_holds_the_ceiling_with_energy_near_nyquist(rate: int) -> None:
+    x = near_nyquist(rate, 4, seed=rate)
+    out, _, peak = limit(x * 1.6, rate, -1.0)
+    independent = independent_true_peak_db(out)
+    assert independent <= -1.0 + 1e-3, "the ceiling holds by a band-limited 16x meter"
+    # within 0.05 dB: the limiter's gain moves some of the top band's energy into the last 0.5 % under
+    # Nyquist, which no finite filter reads exactly (both meters agree within 0.01 dB on the input)
+    assert peak == pytest.approx(independent, abs=0.05), "and the reported true peak is what that meter reads"
+
+
+def test_mastering_at_32_khz_holds_the_ceiling_with_energy_near_nyquist() -> None:
+    """The reported case: sample_rate 32000, target -7 LUFS, ceiling -1 dBTP, energy at -12 dB in 14.5-16 kHz."""
+    from composer.assembly.mix import master
+
+    mastered = master(near_nyquist(32000, 8, seed=5) * 0.3, 32000, -7.0, -1.0)
+    independent = independent_true_peak_db(mastered.audio)
+    assert independent <= -1.0 + 1e-3
+    assert mastered.true_peak_dbtp == pytest.approx(independent, abs=0.05)
