@@ -184,19 +184,30 @@ def beatless() -> dict[str, np.ndarray]:
     t = np.arange(20 * RATE) / RATE
     impulse = np.zeros(20 * RATE, np.float32)
     impulse[int(3.3 * RATE)] = 0.9
-    # (open: a steady pure sine alone still "beats": its onset envelope flickers with its frequency
-    # against the 2 ms hop, and at 120 bpm the flicker lines up with a beat grid)
+    tones = {f"{f:g} Hz tone at {db} dBFS": 10 ** (db / 20) * np.sin(2 * np.pi * f * t + 0.3)
+             for f, db in ((220, -10), (55, -10), (110, -40), (440, -10), (523.25, -10))}  # fmt: skip
     return {
         "dc": np.full((1, 20 * RATE), 0.25, np.float32),
         "impulse": impulse[None],
         "tone with a click": ((0.3 * np.sin(2 * np.pi * 220 * t)) + impulse).astype(np.float32)[None],
-    }
+    } | {name: tone.astype(np.float32)[None] for name, tone in tones.items()}
 
 
 @pytest.mark.parametrize("name", list(beatless()))
 def test_audio_without_a_pulse_is_not_aligned(name: str) -> None:
     """#19 item 2: a pure tone was shifted 0.986 s, DC and a single impulse were shifted too."""
     assert track(beatless()[name], RATE, 120) is None
+
+
+@pytest.mark.parametrize("under_db", [0, 10, 20, 30])
+def test_clicks_under_a_steady_tone_are_found_where_they_start(under_db: int) -> None:
+    """A 110 Hz tone's power dips at its zero crossings: those dips must not pass for the attacks."""
+    t = np.arange(20 * RATE) / RATE
+    pulse = clicks(120, 0.4, 20.0)
+    mix = 0.3 * np.sin(2 * np.pi * 110 * t) + pulse / np.abs(pulse).max() * 0.3 * 10 ** (-under_db / 20)
+    found = track(mix.astype(np.float32), RATE, 120)
+    assert found is not None and found.tempo_bpm == pytest.approx(120, abs=0.1)
+    assert found.first_beat_s == pytest.approx(0.4, abs=0.003), "the clicks start at 0.4 s and every 0.5 s"
 
 
 @pytest.mark.parametrize("played", [60.0, 240.0, 100.0, 145.0])  # half, double, -17%, +21% of 120
