@@ -27,6 +27,12 @@ from composer.engine.catalog import (
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 KEY_PATTERN = re.compile(r"^[A-G][#b]?(\s*(major|minor|maj|min|m))?$", re.IGNORECASE)
 
+# said where a transition on the last section is refused: a section's transition is the join after it
+LAST_TRANSITION = (
+    "the last section has no following boundary (a section's transition is the join after it; "
+    "for the join into this section, set it on the section before)"
+)
+
 
 RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 # What may not appear in one line of text that reaches a file (titles, CUE and label text): C0 and C1
@@ -408,7 +414,7 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
                 )
         if sec.transition is not None:
             if i == last:
-                problems.append((at + ("transition",), "the last section has no following boundary"))
+                problems.append((at + ("transition",), LAST_TRANSITION))
             problems += _model_problems(sec.transition.model, at + ("transition", "model"))
             problems += _crossfade_problems(sec.transition, at + ("transition",))
     return problems

@@ -108,7 +108,10 @@ sections:
     assert f"{path}:7: sections[1].name: duplicate section name 'A' (clashes with 'a')" in msgs
     assert any(m.startswith(f"{path}:7: sections[1].style: give a style or a prompt") for m in msgs)
     assert any(m.startswith(f"{path}:9: sections[1].model: unknown model 'tiny-thing'") for m in msgs)
-    assert f"{path}:10: sections[1].transition: the last section has no following boundary" in msgs
+    assert (
+        f"{path}:10: sections[1].transition: the last section has no following boundary (a section's transition "
+        "is the join after it; for the join into this section, set it on the section before)"
+    ) in msgs, "the message says where a transition belongs (a new user set it on the section after the join)"
 
 
 def test_allow_long_opts_in(tmp_path: Path) -> None:
