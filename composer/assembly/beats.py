@@ -129,7 +129,8 @@ def track(audio: np.ndarray, rate: int, bpm: float, beats_per_bar: int = 4) -> B
     if float(np.median(strength)) <= max(MIN_ONSET, float(np.median(broad))):
         return None
     strong = strength >= 0.25 * np.percentile(strength, 90)
-    times = np.array([_attack(mono, rate, c / env_rate, period / env_rate / 8) for c in coarse[strong]])
+    power = np.abs(_analytic(mono)) ** 2  # once for every beat's attack search
+    times = np.array([_attack(power, rate, c / env_rate, period / env_rate / 8) for c in coarse[strong]])
     index = grid[strong].astype(np.float64)
     if index.size < 2 or np.ptp(index) == 0:  # one strong beat: no line to fit, no pulse to align to
         return None
@@ -166,24 +167,21 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return slope, my - slope * mx
 
 
-def _attack(mono: np.ndarray, rate: int, around_s: float, reach_s: float) -> float:
+def _attack(power: np.ndarray, rate: int, around_s: float, reach_s: float) -> float:
     """When the sound near ``around_s`` starts: the steepest rise of its power (1 ms windows), seconds.
 
-    The power is the analytic signal's: a tone's is steady, where its square dips at every zero
+    ``power`` is the analytic signal's: a tone's is steady, where its square dips at every zero
     crossing (a 110 Hz tone's dips rose faster than a click 10 dB under it). Every window lies inside
-    the audio with its context, so the search's own edges are no rise.
+    the audio, so the search's own edges are no rise.
     """
-    n = mono.shape[0]
+    n = power.shape[0]
     lo = max(0, int((around_s - reach_s) * rate))
     hi = min(n, int((around_s + reach_s) * rate) + 1)
     window = max(1, rate // 1000)
     if hi - lo <= 2 * window:
         return around_s
     start, stop = max(0, lo - window), min(n, hi + window)  # the windows either side of every boundary
-    pad = 4096  # context for the Hilbert transform, whose own edges ripple
-    context = _analytic(mono[max(0, start - pad) : stop + pad])
-    power = np.abs(context[start - max(0, start - pad) :][: stop - start]) ** 2
-    energy = np.convolve(power, np.ones(window) / window, mode="valid")  # energy[j]: samples start+j ..+window
+    energy = np.convolve(power[start:stop], np.ones(window) / window, mode="valid")  # [j]: start+j ..+window
     level = np.log10(energy + 1e-10)
     rise = level[window:] - level[:-window]  # rise[j]: from the window before start+j+window to the one after
     first = max(0, lo - start - window)  # boundaries start + j + window within lo..hi

@@ -1,7 +1,7 @@
 """True-peak measurement and a look-ahead limiter working on oversampled peaks.
 
 The peak meter interpolates 4 points per sample with a long windowed-sinc filter (flat within
-0.011 dB up to 99 % of the Nyquist frequency) and raises each sample's highest point to the vertex of
+0.011 dB up to 99 % of the Nyquist frequency) and raises each sample's highest point to the crest of
 the sinusoid through it and its neighbours, so a tone just under Nyquist reads its true level at any
 sample rate: within 0.02 dB of band-limited interpolation at 16 points per sample.
 
@@ -27,7 +27,7 @@ OVERSAMPLE = 4
 HALF = 192  # taps either side of an interpolated point
 BETA = 6.0  # Kaiser window of the sinc: with HALF, interpolation error under 0.0013 up to 99 % of Nyquist
 # how far (input samples) one sample's change moves a peak reading: the filter's half length, and
-# one interpolated point either side for the parabola
+# one interpolated point either side for the crest fit
 REACH = HALF + 2
 # the largest cos(spacing) of 4 points per sample on a tone under Nyquist is cos(pi / 4): a sharper
 # crest is not one tone's, and gets a parabola
@@ -150,7 +150,7 @@ def _db(peak: float) -> float:
 
 
 def true_peak_db(audio: np.ndarray) -> float:
-    """True peak (oversampled, BS.1770-style, accurate to 98 % of Nyquist) in dBTP; -inf for silence."""
+    """True peak (oversampled, BS.1770-style, accurate to 99 % of Nyquist) in dBTP; -inf for silence."""
     if audio.shape[1] == 0:
         return float("-inf")
     return _db(float(oversampled_peaks(audio).max()))
