@@ -204,16 +204,19 @@ def near_nyquist(rate: int, seconds: float, seed: int) -> np.ndarray:
     return (0.9 * x / np.abs(x).max()).astype(np.float32)
 
 
-@pytest.mark.parametrize("rate", [32000, 44100, 48000])
-def test_true_peak_reads_tones_up_to_99_percent_of_nyquist(rate: int) -> None:
-    """Tones whose samples miss their crests read their level (a 4x meter with a gentle filter misses 0.5-50 dB)."""
+def test_true_peak_reads_tones_up_to_99_percent_of_nyquist() -> None:
+    """Tones whose samples miss their crests read their level (a 4x meter with a gentle filter misses 0.5-50 dB).
+
+    The tones are set in fractions of Nyquist and neither meter takes a sample rate, so this holds at
+    32, 44.1 and 48 kHz alike.
+    """
     n = np.arange(20000)  # a long window: the crest nearest its middle is the tone's level
     for fraction in (0.5, 0.8, 0.9, 0.95, 0.97, 0.99):
         for phase in (0.0, 0.7, 1.9):
             x = (0.5 * np.sin(np.pi * fraction * n + phase) * np.hanning(n.size))[None].astype(np.float32)
             reference = independent_true_peak_db(x)
             assert reference == pytest.approx(-6.02, abs=0.02)
-            assert true_peak_db(x) == pytest.approx(reference, abs=0.02), (rate, fraction, phase)
+            assert true_peak_db(x) == pytest.approx(reference, abs=0.02), (fraction, phase)
 
 
 @pytest.mark.parametrize("rate", [32000, 44100, 48000])

@@ -30,7 +30,7 @@ def sha(path: Path) -> str:
 
 def short_ebm_set(folder: Path) -> Path:
     """arrangements/ebm_set.yaml with every section 8 s and every transition 6 s (4 s of prompt): the
-    same sections, styles, seeds, transitions and continuations in a third of the render time."""
+    same sections, styles, seeds, transitions and continuations (43 s for the three renders, not 66 s)."""
     text = EBM_SET.read_text()
     for long, short in (("duration_s: 30", "duration_s: 8"), ("duration_s: 20", "duration_s: 8"),
                         ("duration_s: 12", "duration_s: 6"), ("prompt_s: 10", "prompt_s: 4")):  # fmt: skip
