@@ -94,7 +94,7 @@ def decode_rows(alias: str, settings: Any, frames: int, batches: list[int], run:
     """
     import torch
 
-    from composer.engine.base import wrap
+    from composer.engine.factory import wrap
     from composer.engine.models import load_model
     from composer.engine.reference import capture_codes
     from composer.engine.types import Request
@@ -208,7 +208,7 @@ def profile_step(alias: str, settings: Any, steps: int = 30) -> list[dict[str, A
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from composer.engine.base import wrap
+    from composer.engine.factory import wrap
     from composer.engine.models import load_model
     from composer.engine.types import Request
 

@@ -42,8 +42,8 @@ def run(count: int, models: str, device: str) -> dict[str, Any]:
     import ray
     import torch
 
-    from composer.render.cluster import render_many
-    from composer.render.pipeline import render
+    from composer.job.cluster import render_many
+    from composer.job.local import render
     from composer.settings import load_settings
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -510,7 +510,7 @@ def bench_render_with(
     settings: Any, out_dir: Path, arrangement: Path = Path("arrangements/ebm_set.yaml")
 ) -> dict[str, Any]:
     """A full render of ``arrangement`` with ``settings``: seconds and peaks per phase."""
-    from composer.render.pipeline import render
+    from composer.job.local import render
 
     device = "cuda" if str(settings.device).startswith("cuda") else "cpu"
     source = settings.model_source

@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from composer.errors import ComposerError
+from composer.job.options import Pick, Regen, RenderOptions, Reroll
 
 if TYPE_CHECKING:
     from composer.settings import Settings
@@ -183,8 +184,8 @@ def validate(
 ) -> None:
     """Check arrangements; print every problem as FILE:LINE: field: message (exit 2 if any)."""
     from composer.arrangement import load_arrangement
+    from composer.arrangement.styles import StyleLibrary
     from composer.errors import ArrangementError
-    from composer.styles import StyleLibrary
 
     with _user_errors():
         library = StyleLibrary.load(_settings(styles=styles).styles_dir)
@@ -213,7 +214,7 @@ def schema() -> None:
 @styles_app.command("list")
 def styles_list(styles: StylesOpt = None) -> None:
     """List the styles with their one-line descriptions."""
-    from composer.styles import StyleLibrary
+    from composer.arrangement.styles import StyleLibrary
 
     with _user_errors():
         library = StyleLibrary.load(_settings(styles=styles).styles_dir)
@@ -235,7 +236,7 @@ def styles_show(
     styles: StylesOpt = None,
 ) -> None:
     """Print a style's prompt (inheritance resolved): as written, or with --bpm/--key as a render sends it."""
-    from composer.styles import StyleLibrary
+    from composer.arrangement.styles import StyleLibrary
 
     _check_key("styles show", key)
     with _user_errors():
@@ -331,16 +332,16 @@ def _generate(
     settings = _settings(models, device, styles, engine)
     text = prompt
     if style is not None:  # the style as a render sends it: its tempo and key filled in
-        from composer.styles import StyleLibrary
+        from composer.arrangement.styles import StyleLibrary
 
         text = StyleLibrary.load(settings.styles_dir).get(style).render(bpm if bpm is not None else 120.0, key)
     elif bpm is not None or key is not None:
-        from composer.plan.prompt import compose
+        from composer.prompt import compose
 
         assert prompt is not None
         text = compose([prompt], bpm, key) if bpm is not None else compose([prompt], 0.0, key, free_tempo=True)
     assert text is not None
-    from composer.plan.prompt import PROMPT_MAX_CHARS
+    from composer.prompt import PROMPT_MAX_CHARS
 
     if len(text) > PROMPT_MAX_CHARS:  # T5's memory grows with the square of the text
         _err(f"compose generate: --prompt: {len(text)} characters (limit {PROMPT_MAX_CHARS}); shorten it")
@@ -348,9 +349,9 @@ def _generate(
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
 
     from composer.audio.io import read_audio, write_audio
-    from composer.engine.base import open_engine
     from composer.engine.catalog import info_of
     from composer.engine.codec import encode_audio
+    from composer.engine.factory import open_engine
     from composer.engine.types import Request, Sampling
     from composer.fsutil import atomic_write_text, filesystem_errors, json_text
 
@@ -476,7 +477,7 @@ RerollAboveOpt = Annotated[
 def plan(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, device: DeviceOpt = None,
          styles: StylesOpt = None) -> None:  # fmt: skip
     """Show the render plan (segments, timeline, estimates) without generating anything."""
-    from composer.render.pipeline import plan_only
+    from composer.job.prepare import plan_only
 
     with _user_errors():
         settings = _settings(models, device, styles)
@@ -501,6 +502,10 @@ RayActorsOpt = Annotated[
 ]  # fmt: skip
 
 
+def _reroll(tries: int, above: float | None) -> Reroll | None:
+    return Reroll(tries=tries, above=above) if tries > 0 else None
+
+
 @app.command()
 def render(files: FilesArg, out: OutOpt = None, takes: TakesOpt = 1, models: ModelsOpt = None,
            device: DeviceOpt = None, styles: StylesOpt = None, engine: EngineOpt = None,
@@ -513,25 +518,22 @@ def render(files: FilesArg, out: OutOpt = None, takes: TakesOpt = 1, models: Mod
     """
     from composer.cli_render import arrangement_files, run_cluster, run_render
 
+    options = RenderOptions(takes=takes, allow_large=allow_large, reroll=_reroll(reroll, reroll_above))
     with _user_errors():
         settings = _settings(models, device, styles, engine)
         paths = arrangement_files(files)
         if ray or ray_address:
-            code = run_cluster(paths, settings, out or settings.output_dir, ray_address, ray_actors, takes,
-                               reroll=reroll, reroll_above=reroll_above)  # fmt: skip
-            raise typer.Exit(code)
+            raise typer.Exit(run_cluster(paths, settings, out or settings.output_dir, options, ray_address, ray_actors))
         if not paths:
             _err(f"compose render: no arrangement files (*.yaml, *.yml) in {', '.join(str(f) for f in files)}")
             raise typer.Exit(2)
         if len(paths) == 1:
-            run_render(paths[0], settings, out or settings.output_dir, takes=takes, allow_large=allow_large,
-                       reroll=reroll, reroll_above=reroll_above)  # fmt: skip
+            run_render(paths[0], settings, out or settings.output_dir, options)
             return
         failed: list[tuple[Path, ComposerError]] = []
         for path in paths:  # one bad file does not stop the others
             try:
-                run_render(path, settings, out or settings.output_dir, takes=takes, allow_large=allow_large,
-                           reroll=reroll, reroll_above=reroll_above)  # fmt: skip
+                run_render(path, settings, out or settings.output_dir, options)
             except ComposerError as exc:
                 _err(str(exc))
                 failed.append((path, exc))
@@ -562,14 +564,15 @@ def regen(
     if reset and seed is not None:
         _err("compose regen: give --seed or --reset, not both")
         raise typer.Exit(2)
+    options = RenderOptions(takes=takes, regen=Regen(section=section, seed=seed, reset=reset), allow_large=allow_large,
+                            reroll=_reroll(reroll, reroll_above))  # fmt: skip
     with _user_errors():
         settings = _settings(models, device, styles, engine)
         if ray or ray_address:
-            code = run_cluster([file], settings, out or settings.output_dir, ray_address, ray_actors, takes,
-                               regen=(section, seed, reset), reroll=reroll, reroll_above=reroll_above)  # fmt: skip
-            raise typer.Exit(code)
-        run_render(file, settings, out or settings.output_dir, takes=takes, regen=section, regen_seed=seed,
-                   reset=reset, allow_large=allow_large, reroll=reroll, reroll_above=reroll_above)  # fmt: skip
+            raise typer.Exit(
+                run_cluster([file], settings, out or settings.output_dir, options, ray_address, ray_actors)
+            )
+        run_render(file, settings, out or settings.output_dir, options)
 
 
 @app.command()
@@ -584,7 +587,7 @@ def pick(
 
     with _user_errors():
         settings = _settings(models, device, styles)
-        run_render(file, settings, out or settings.output_dir, pick=(section, take))
+        run_render(file, settings, out or settings.output_dir, RenderOptions(pick=Pick(section=section, take=take)))
 
 
 @app.command("export-stems")
@@ -594,7 +597,7 @@ def export_stems(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, st
 
     with _user_errors():
         settings = _settings(models, styles=styles)
-        run_render(file, settings, out or settings.output_dir, generate=False)
+        run_render(file, settings, out or settings.output_dir, RenderOptions(generate=False))
 
 
 @models_app.command("pull")

@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from composer.job.local import render
+from composer.job.options import RenderOptions
 from composer.plan import Plan, Segment
 from composer.settings import Settings
 
@@ -108,11 +110,10 @@ def print_plan(plan: Plan, settings: Settings, device: str) -> None:
         console.print(f"[bold]{seg.id}[/]: {seg.text}", markup=True, soft_wrap=False)
 
 
-def run_render(file: Path, settings: Settings, out_root: Path, **kwargs: Any) -> None:
+def run_render(file: Path, settings: Settings, out_root: Path, options: RenderOptions) -> None:
+    """``compose render/regen/pick/export-stems`` of one file: live progress, then the summary table."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
-
-    from composer.render.pipeline import render
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     console = _console(stderr=True)
@@ -121,9 +122,9 @@ def run_render(file: Path, settings: Settings, out_root: Path, **kwargs: Any) ->
         if interactive:
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
             with Progress(*columns, console=console, transient=True) as bars:
-                result = render(file, settings, out_root, events=ProgressEvents(console, bars), **kwargs)
+                result = render(file, settings, out_root, options, events=ProgressEvents(console, bars))
         else:
-            result = render(file, settings, out_root, events=ProgressEvents(console, None), **kwargs)
+            result = render(file, settings, out_root, options, events=ProgressEvents(console, None))
     except KeyboardInterrupt:
         console.print(
             f"interrupted: finished segments are kept in {out_root / 'cache'}; run the same command again to resume"
@@ -155,8 +156,8 @@ def run_render(file: Path, settings: Settings, out_root: Path, **kwargs: Any) ->
         out.print(f"warning: the mix is {loud['integrated_lufs']} LUFS, more than 1 LU from the target "
                   f"{loud['target_lufs']} (the limiter could not hold {loud['true_peak_ceiling_dbtp']} dBTP there)",
                   soft_wrap=True)  # fmt: skip
-    if kwargs.get("regen"):  # the seed it drew (or was given): what makes this version again
-        section = kwargs["regen"]
+    if options.regen is not None:  # the seed it drew (or was given): what makes this version again
+        section = options.regen.section
         seed = result.plan.segment(section).seed
         out.print(f"{section}: seed {seed} (recorded; `compose regen {file} {section} --seed {seed}` remakes it)",
                   soft_wrap=True)  # fmt: skip
@@ -180,15 +181,15 @@ def arrangement_files(paths: list[Path]) -> list[Path]:
 
 
 def run_cluster(
-    files: list[Path], settings: Settings, out_root: Path, address: str | None, actors: int | None, takes: int = 1,
-    regen: tuple[str, int | None, bool] | None = None, reroll: int = 0, reroll_above: float | None = None,
+    files: list[Path], settings: Settings, out_root: Path, options: RenderOptions, address: str | None,
+    actors: int | None,
 ) -> int:  # fmt: skip
     """``compose render ... --ray``: one live view of every arrangement; returns the exit code."""
     import importlib.util
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from composer.render.cluster import ClusterEvents, Job, render_many
+    from composer.job.cluster import ClusterEvents, Job, render_many
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     console = _console(stderr=True)
@@ -225,8 +226,8 @@ def run_cluster(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console, transient=not sys.stderr.isatty()) as bars:
-            report = render_many(files, settings, out_root, address=address, actors=actors, events=View(bars),
-                                 takes=takes, regen=regen, reroll=reroll, reroll_above=reroll_above)  # fmt: skip
+            report = render_many(files, settings, out_root, options, address=address, actors=actors,
+                                 events=View(bars))  # fmt: skip
     except KeyboardInterrupt:
         console.print(f"interrupted: finished segments are kept in {out_root / 'cache'}; run the same command again")
         return 130

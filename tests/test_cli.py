@@ -150,7 +150,7 @@ def test_generate_with_a_melody(tiny_env: Path, tmp_path: Path) -> None:
 def test_generate_checks_input_files_before_loading_a_model(
     tiny_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], message: str
 ) -> None:
-    import composer.engine.base as base
+    import composer.engine.factory as base
 
     def no_loading(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("a model was loaded before the inputs were checked")

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from composer.arrangement.styles import StyleLibrary
 from composer.errors import ArrangementError, StyleError
-from composer.styles import StyleLibrary
 from tests.conftest import STYLES
 
 
@@ -145,7 +145,7 @@ def test_a_child_replaces_a_part_and_keeps_the_rest(tmp_path: Path) -> None:
 def test_style_text_is_capped_after_inheritance(tmp_path: Path) -> None:
     """#19 item 15: a 900 kB `modifiers` made T5 try to allocate 1.04 TB; 20 kB took 7.3 GB. Every item,
     every list and the resolved prompt (a chain adds its parents' text) have a length limit."""
-    from composer.plan.prompt import PROMPT_MAX_CHARS
+    from composer.prompt import PROMPT_MAX_CHARS
 
     write(tmp_path, "huge", "prompt: Root.\nmodifiers: [" + "x" * 900_000 + "]\n")
     with pytest.raises(ArrangementError, match=r"huge.yaml:4: modifiers\[0\]: String should have at most 300 char"):

@@ -10,7 +10,7 @@ from composer.arrangement.yamlfile import Loc, line_of, locate, read_yaml, valid
 from composer.errors import ArrangementError
 
 if TYPE_CHECKING:
-    from composer.styles import StyleLibrary
+    from composer.arrangement.styles import StyleLibrary
 
 
 def load_arrangement(path: Path, styles: StyleLibrary | None = None) -> Arrangement:

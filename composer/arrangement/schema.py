@@ -47,7 +47,6 @@ def one_line(text: str) -> str:
 
 
 MIN_SEGMENT_S = 0.1  # five codec frames: anything shorter is a typo (1e-300 s broke the fades downstream)
-PROMPT_MAX_CHARS = 6000  # a final prompt (style + prompt + extra) at most this long: T5's memory grows with its square
 MAX_TRACK_S = 1200.0  # 20 minutes of generated audio: beyond that an arrangement is a mistake, not a track
 
 

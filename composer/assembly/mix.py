@@ -17,6 +17,7 @@ from composer.assembly.beats import Alignment, align
 from composer.assembly.crossfade import Curve, fade_curves
 from composer.assembly.limiter import limit, oversampled_peaks
 from composer.assembly.loudness import db_to_gain, integrated_lufs
+from composer.assembly.seams import Seam, score_seams
 from composer.audio.dsp import highpass, resample
 from composer.engine.types import Take
 from composer.plan import Placement, Plan
@@ -235,3 +236,22 @@ def take_stem(cached: Take, target_lufs: float, rate: int, channels: int, name: 
     measured = _measure(audio, rate, name)
     gain_db = (0.0 if measured is None else target_lufs - measured) - STEM_HEADROOM_DB
     return (audio * db_to_gain(gain_db)).astype(np.float32), gain_db
+
+
+@dataclass
+class Mixdown:
+    """An arrangement's segments assembled, mastered, and its joins scored on the mastered mix."""
+
+    assembly: Assembly
+    mastered: Master
+    seams: list[Seam]
+
+
+def mixdown(plan: Plan, arr: Arrangement, segments: dict[str, Take]) -> Mixdown:
+    """Assemble at the output rate, master to the arrangement's loudness and ceiling, score every join:
+    what export writes and what a re-roll judges a transition by (one definition for both)."""
+    rate = arr.output.sample_rate
+    assembly = assemble(plan, arr, segments, rate)
+    mastered = master(assembly.mix(), rate, arr.loudness.target_lufs, arr.loudness.true_peak_dbtp)
+    seams = score_seams(mastered.audio, mastered.sample_rate, assembly.placements, assembly.alignment, arr.bpm)
+    return Mixdown(assembly, mastered, seams)

@@ -1,7 +1,8 @@
 """The engine contract: a loaded model that turns requests into takes.
 
-:func:`open_engine` loads a model (through :func:`composer.engine.models.load_model`, the only door
-to weights) behind one of two engines with the same contract:
+:func:`composer.engine.factory.open_engine` loads a model (through
+:func:`composer.engine.models.load_model`, the only door to weights) behind one of two engines with
+the same contract:
 
 - ``fast`` (:class:`composer.engine.fast.FastEngine`): composer's static decoding loop, batched;
 - ``transformers`` (:class:`composer.engine.reference.TransformersEngine`): transformers' ``generate``,
@@ -26,11 +27,9 @@ from composer.engine.codec import DECODE_CHUNK_S, channel_codes, decode_many, de
 from composer.engine.types import ModelSpec, ProgressFn, Request, Take
 from composer.engine.windows import Window, plan_windows
 from composer.errors import EngineError
-from composer.settings import ENGINES
 
 if TYPE_CHECKING:
     from composer.engine.models import LoadedModel
-    from composer.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,33 +78,6 @@ class Engine(Protocol):
     ) -> list[Take]: ...
 
     def unload(self) -> None: ...
-
-
-def open_engine(name: str, model: str, settings: Settings) -> Engine:
-    """Load ``model`` (small, medium, large, a repo id) behind the engine ``name``.
-
-    Raises:
-        ModelLoadingError: weights missing or unreadable, or an architecture composer does not handle.
-        EngineError: an unknown engine name.
-    """
-    from composer.engine.models import load_model
-
-    if name not in ENGINES:  # before loading weights
-        raise EngineError(f"unknown engine {name!r}; use {' or '.join(ENGINES)}")
-    return wrap(name, load_model(model, settings), settings.step_mode)
-
-
-def wrap(name: str, lm: LoadedModel, step_mode: str = "auto") -> Engine:
-    """Put an already loaded model behind the engine ``name``."""
-    if name == "fast":
-        from composer.engine.fast import FastEngine
-
-        return FastEngine(lm, step_mode)
-    if name == "transformers":
-        from composer.engine.reference import TransformersEngine
-
-        return TransformersEngine(lm)
-    raise EngineError(f"unknown engine {name!r}; use {' or '.join(ENGINES)}")
 
 
 def derive_window_seed(seed: int, window: int) -> int:

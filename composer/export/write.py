@@ -16,13 +16,12 @@ from composer.assembly.loudness import integrated_lufs, short_term_lufs
 from composer.assembly.mix import (
     STEM_HEADROOM_DB,
     aligned_stem,
-    assemble,
     generated_audio,
-    master,
+    mixdown,
     section_targets,
     take_stem,
 )
-from composer.assembly.seams import REROLL_ABOVE, Rerolls, Seam, score_seams
+from composer.assembly.seams import REROLL_ABOVE, Rerolls, Seam
 from composer.audio.io import write_audio
 from composer.engine.types import Take
 from composer.export.markers import audacity_labels, cue_sheet
@@ -57,11 +56,11 @@ def export_all(
     """
     out = arr.output
     ext = out.format
-    assembly = assemble(plan, arr, segments, out.sample_rate)
+    mixed = mixdown(plan, arr, segments)
+    assembly, mastered, seams = mixed.assembly, mixed.mastered, mixed.seams
     # where the segments really landed (beat alignment moves the seams of a shifted chain): markers,
     # CUE, picture and manifest describe the mix as it is
     plan = dataclasses.replace(plan, timeline=assembly.placements)
-    mastered = master(assembly.mix(), out.sample_rate, arr.loudness.target_lufs, arr.loudness.true_peak_dbtp)
 
     def write(path: Path, audio: np.ndarray) -> None:
         write_audio(path, audio, out.sample_rate, bit_depth=out.bit_depth, fmt=ext)
@@ -101,7 +100,6 @@ def export_all(
     _remove_stale(stems, keep)
 
     loudness = short_term_lufs(mastered.audio, mastered.sample_rate)
-    seams = score_seams(mastered.audio, mastered.sample_rate, assembly.placements, assembly.alignment, arr.bpm)
     atomic_write_text(folder / "markers.txt", audacity_labels(plan))
     atomic_write_text(folder / "markers.cue", cue_sheet(plan, mix_name))
     draw_timeline(folder / "timeline.png", plan, mastered.audio, mastered.sample_rate, loudness,

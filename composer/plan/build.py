@@ -17,18 +17,17 @@ from typing import Literal
 
 from composer.arrangement.schema import (
     MAX_TRACK_S,
-    PROMPT_MAX_CHARS,
     Arrangement,
     Section,
     has_transition,
     transition_duration_s,
 )
+from composer.arrangement.styles import StyleLibrary
 from composer.engine.catalog import COMFORTABLE_S, ENGINE_VERSIONS, FRAME_RATE_HZ, LONG_FORM_MAX_S, WINDOW_S
 from composer.engine.types import Sampling
 from composer.errors import ArrangementError, Problem
-from composer.plan.prompt import compose
+from composer.prompt import PROMPT_MAX_CHARS, compose
 from composer.settings import Settings
-from composer.styles import StyleLibrary
 
 PLAN_VERSION = 1  # bump when the meaning of a cached segment changes
 SEAM_S = 0.08  # crossfade at a continuation seam (the signals there are nearly identical)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -107,7 +107,7 @@ def render_segments(
         settings: model source, device, cache, engine, batch size.
         cache: the segment cache.
         events: progress callbacks.
-        opener: loads a model behind an engine (default :func:`composer.engine.base.open_engine`).
+        opener: loads a model behind an engine (default :func:`composer.engine.factory.open_engine`).
 
     Returns:
         Every segment by id, and what was generated vs reused.
@@ -115,7 +115,7 @@ def render_segments(
     Raises:
         EngineError: generation failed (e.g. out of memory twice), naming the segment.
     """
-    from composer.engine.base import open_engine
+    from composer.engine.factory import open_engine
 
     events = events or NoEvents()
     opener = opener or open_engine
@@ -134,7 +134,7 @@ def render_segments(
     engine: Engine | None = None
     try:
         while pending:
-            ready = [s for s in pending if s.prompt_from is None or s.prompt_from in done]
+            ready = ready_segments(pending, finished=done)
             if not ready:  # cannot happen for a plan in dependency order
                 raise EngineError(f"segments wait on each other: {', '.join(s.id for s in pending)}")
             if engine is None or not any(s.repo_id == engine.lm.repo_id for s in ready):
@@ -166,6 +166,12 @@ def render_segments(
             engine.unload()
     events.finished()
     return done, stats
+
+
+def ready_segments(pending: Iterable[Segment], finished: Container[str]) -> list[Segment]:
+    """The segments of ``pending`` that can be generated now: those that continue no other segment,
+    or one in ``finished`` (ids, or cache keys where segments are named by key)."""
+    return [s for s in pending if s.prompt_from is None or s.prompt_from in finished]
 
 
 def request_for(seg: Segment, done: dict[str, Take]) -> Request:

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from composer.arrangement import load_arrangement
+from composer.arrangement.styles import StyleLibrary
 from composer.cli import app
 from composer.errors import ArrangementError
-from composer.styles import StyleLibrary
 from tests.conftest import REPO, STYLES
 
 BAD = REPO / "tests" / "data" / "bad"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from composer.arrangement import load_arrangement
+from composer.arrangement.styles import StyleLibrary
 from composer.errors import ArrangementError
-from composer.styles import StyleLibrary
 from tests.conftest import REPO, STYLES
 
 GOOD = """\

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from composer.arrangement import load_arrangement
+from composer.arrangement.styles import StyleLibrary
 from composer.assembly.beats import track
 from composer.assembly.mix import assemble
 from composer.engine.types import Take
 from composer.plan import build_plan
 from composer.settings import Settings
-from composer.styles import StyleLibrary
 from tests.conftest import STYLES
 
 RATE = 32000

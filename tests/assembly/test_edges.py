@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from composer.arrangement import load_arrangement
+from composer.arrangement.styles import StyleLibrary
 from composer.assembly.mix import assemble, master
 from composer.engine.types import Take
 from composer.plan import build_plan
 from composer.settings import Settings
-from composer.styles import StyleLibrary
 from tests.conftest import REPO, STYLES
 from tests.meters import true_peak_db
 
@@ -71,7 +71,7 @@ def test_the_track_fades_follow_the_arrangement(settings: Settings, tmp_path: Pa
 def test_raw_stems_are_dc_free(settings: Settings, tmp_path: Path) -> None:
     import soundfile as sf
 
-    from composer.render.pipeline import render
+    from composer.job.local import render
 
     result = render(SHORT, settings, tmp_path)
     for stem in (result.folder / "stems" / "raw").iterdir():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from composer.engine.base import wrap
 from composer.engine.codec import decode_tokens, encode_audio
+from composer.engine.factory import wrap
 from composer.engine.models import LoadedModel
 from composer.engine.types import ProgressFn, Request, Take
 from composer.errors import EngineError

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from composer.engine.base import wrap
 from composer.engine.chroma import FRAMES_PER_S, chroma, window_chroma
+from composer.engine.factory import wrap
 from composer.engine.fastloop import FastDecoder, Row
 from composer.engine.models import LoadedModel
 from composer.engine.types import Request, Sampling

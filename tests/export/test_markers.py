@@ -1,10 +1,10 @@
 from pathlib import Path
 
 from composer.arrangement import load_arrangement
+from composer.arrangement.styles import StyleLibrary
 from composer.export.markers import audacity_labels, cue_sheet
 from composer.plan import build_plan
 from composer.settings import Settings
-from composer.styles import StyleLibrary
 from tests.conftest import STYLES
 
 SHORT = Path(__file__).resolve().parent.parent / "data" / "short.yaml"

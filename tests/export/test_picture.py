@@ -16,7 +16,7 @@ from composer.export.picture import (
     WIDTH,
     nice_step,
 )
-from composer.render.pipeline import render
+from composer.job.local import render
 from composer.settings import Settings
 from tests.conftest import REPO
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from composer.engine.base import wrap
+from composer.engine.factory import wrap
 from composer.engine.fastloop import FastDecoder, Row
 from composer.engine.models import LoadedModel, load_model
 from composer.engine.types import Request, Sampling

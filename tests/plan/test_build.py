@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from composer.arrangement import load_arrangement
+from composer.arrangement.styles import StyleLibrary
 from composer.errors import ArrangementError
 from composer.plan import build_plan
 from composer.plan.build import SEAM_S, derive_seed
 from composer.settings import Settings
-from composer.styles import StyleLibrary
 from tests.conftest import STYLES
 
 HERE = Path(__file__).resolve().parent.parent / "data"
@@ -186,7 +186,7 @@ def test_a_prompt_longer_than_the_limit_after_filling_is_refused(
 ) -> None:
     """#19 item 15: a style's text plus a section's prompt and extra is capped like a section prompt
     alone, before any text reaches T5 (20 kB of prompt took 7.3 GB)."""
-    from composer.plan.prompt import PROMPT_MAX_CHARS
+    from composer.prompt import PROMPT_MAX_CHARS
 
     long = "word " * 790  # 3950 characters: under the field's own limit
     fields = f"prompt: '{long}', extra: '{long[:1990]}'"

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from composer.cli import app
+from composer.job.local import render
 from composer.plan.estimate import disk_need
-from composer.render.pipeline import render
 from composer.settings import Settings
 from tests.conftest import REPO
 

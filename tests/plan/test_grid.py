@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from composer.arrangement import load_arrangement
+from composer.arrangement.styles import StyleLibrary
 from composer.assembly.mix import assemble
 from composer.engine.types import Take
 from composer.errors import ArrangementError
 from composer.export.markers import audacity_labels
 from composer.plan import build_plan
 from composer.settings import Settings
-from composer.styles import StyleLibrary
 from tests.conftest import STYLES
 
 BARS = """\

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from composer.render.pipeline import render
+from composer.job.local import render
 from composer.settings import Settings
 from tests.conftest import REPO
 

@@ -86,7 +86,7 @@ def test_lock_path_a_folder(tiny_env: Path, tmp_path: Path) -> None:
 def test_generate_output_checked_before_generating(
     tiny_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    import composer.engine.base as base
+    import composer.engine.factory as base
 
     monkeypatch.setattr(base, "open_engine", lambda *a, **k: pytest.fail("generated before checking -o"))
     if kind == "folder":

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from composer.job.local import render
+from composer.job.options import Regen, RenderOptions, Reroll
 from composer.render.cache import SegmentCache
-from composer.render.pipeline import render
 from composer.settings import Settings
 from tests.conftest import REPO
 
@@ -84,7 +85,7 @@ def test_ray_renders_identical_mixes_and_a_second_run_generates_nothing(
 ) -> None:  # fmt: skip
     import torch
 
-    from composer.render.cluster import render_many
+    from composer.job.cluster import render_many
 
     other = 1 if torch.get_num_threads() > 1 else 2  # the actor on another thread count than the driver
     report = render_many(songs, settings, tmp_path, threads=other)
@@ -101,7 +102,7 @@ def test_ray_renders_identical_mixes_and_a_second_run_generates_nothing(
 def test_an_actor_killed_mid_batch_still_ends_with_identical_mixes(
     cluster: None, songs: list[Path], settings: Settings, alone: dict[str, str], tmp_path: Path
 ) -> None:
-    from composer.render.cluster import render_many
+    from composer.job.cluster import render_many
 
     killer = replace(settings, fault_at="segment-stored#2:KILL")  # the actor kills itself after its 2nd segment
     marker = tmp_path / "fault-fired"
@@ -112,7 +113,7 @@ def test_an_actor_killed_mid_batch_still_ends_with_identical_mixes(
 
 
 def test_a_bad_arrangement_fails_alone(cluster: None, songs: list[Path], settings: Settings, tmp_path: Path) -> None:
-    from composer.render.cluster import render_many
+    from composer.job.cluster import render_many
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(SHORT.replace("bpm: 120", "bpm: 0"))
@@ -138,9 +139,9 @@ def test_the_cli_renders_a_folder_on_the_cluster(
 def test_takes_on_the_cluster(
     cluster: None, songs: list[Path], settings: Settings, alone: dict[str, str], tmp_path: Path
 ) -> None:
-    from composer.render.cluster import render_many
+    from composer.job.cluster import render_many
 
-    report = render_many(songs[:1], settings, tmp_path, takes=2)
+    report = render_many(songs[:1], settings, tmp_path, RenderOptions(takes=2))
     job = report.jobs[0]
     assert job.mix is not None and sha(job.mix) == alone["one"], "the picked takes make the same mix"
     written = sorted(p.name for p in (job.folder / "stems" / "takes").iterdir())  # type: ignore[operator]
@@ -151,14 +152,14 @@ def test_takes_on_the_cluster(
 def test_regen_on_the_cluster_matches_regen_alone(
     cluster: None, songs: list[Path], settings: Settings, tmp_path: Path
 ) -> None:
-    from composer.render.cluster import render_many
+    from composer.job.cluster import render_many
 
-    solo = render(songs[0], settings, tmp_path / "solo", regen="drive", regen_seed=1234)
-    report = render_many(songs[:1], settings, tmp_path / "ray", regen=("drive", 1234, False))
+    solo = render(songs[0], settings, tmp_path / "solo", RenderOptions(regen=Regen(section="drive", seed=1234)))
+    report = render_many(songs[:1], settings, tmp_path / "ray", RenderOptions(regen=Regen(section="drive", seed=1234)))
     job = report.jobs[0]
     assert job.mix is not None and sha(job.mix) == sha(solo.folder / "mix.wav")
     assert sorted(report.generated) == sorted(s.key for s in solo.plan.segments), "a fresh cache: all of it"
-    again = render_many(songs[:1], settings, tmp_path / "ray", regen=("drive", 4321, False))
+    again = render_many(songs[:1], settings, tmp_path / "ray", RenderOptions(regen=Regen(section="drive", seed=4321)))
     changed = {s.id for s in again.jobs[0].segments if s.key in again.generated}
     assert changed == {"drive", "coda"}, "only the section and what continues it"
 
@@ -166,7 +167,7 @@ def test_regen_on_the_cluster_matches_regen_alone(
 def test_reroll_on_the_cluster(cluster: None, settings: Settings, tmp_path: Path) -> None:
     """The planted-tone transition of tests/render/test_reroll.py, re-rolled through the cluster."""
 
-    from composer.render.cluster import render_many
+    from composer.job.cluster import render_many
     from tests.render.test_reroll import SONG, plant_tone
 
     song = tmp_path / "two.yaml"
@@ -178,8 +179,8 @@ def test_reroll_on_the_cluster(cluster: None, settings: Settings, tmp_path: Path
     import shutil
 
     shutil.copytree(out, tmp_path / "solo")  # the same planted state, re-rolled in one process for reference
-    solo = render(song, settings, tmp_path / "solo", reroll=2)
-    clustered = render_many([song], settings, out, reroll=2)
+    solo = render(song, settings, tmp_path / "solo", RenderOptions(reroll=Reroll(tries=2)))
+    clustered = render_many([song], settings, out, RenderOptions(reroll=Reroll(tries=2)))
     job = clustered.jobs[0]
     assert job.error is None and job.rerolls is not None
     assert list(job.rerolls.tries) == ["a--b"] and job.rerolls.tries["a--b"][0]["score"] > 2.5
@@ -196,7 +197,7 @@ def test_numerics_that_follow_the_thread_count_are_refused_on_another(
     import torch
 
     from composer.engine.tune import isa_tag
-    from composer.render.cluster import render_many
+    from composer.job.cluster import render_many
 
     driver = torch.get_num_threads()
     other = 1 if driver > 1 else 2

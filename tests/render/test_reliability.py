@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from composer.cli import app
 from composer.errors import EngineError
-from composer.render.pipeline import DiskFullError, render
+from composer.fsutil import DiskFullError
+from composer.job.local import render
 from composer.settings import Settings
 from tests.conftest import REPO
 
@@ -187,6 +188,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_env: Path, tmp_path: P
 
 def test_nan_from_the_codec_becomes_silence(tiny_small, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     import composer.engine.base as engine
+    from composer.engine.factory import wrap
     from composer.engine.types import Request
 
     real = engine.decode_many
@@ -200,17 +202,17 @@ def test_nan_from_the_codec_becomes_silence(tiny_small, monkeypatch, caplog) -> 
 
     monkeypatch.setattr(engine, "decode_many", poisoned)
     with caplog.at_level(logging.WARNING):
-        result = engine.wrap("fast", tiny_small).generate([Request("x", 0.5, seed=1)])[0]
+        result = wrap("fast", tiny_small).generate([Request("x", 0.5, seed=1)])[0]
     assert np.isfinite(result.audio).all() and np.all(result.audio[:, 100:200] == 0)
     assert "NaN/inf" in caplog.text
 
 
 def test_silent_and_very_short_segments_assemble(settings: Settings, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     from composer.arrangement import load_arrangement
+    from composer.arrangement.styles import StyleLibrary
     from composer.assembly.mix import assemble, master
     from composer.engine.types import Take
     from composer.plan import build_plan
-    from composer.styles import StyleLibrary
 
     text = (
         SHORT.read_text().replace("duration_s: 2.5", "duration_s: 0.3").replace("crossfade_s: 0.5", "crossfade_s: 0.1")

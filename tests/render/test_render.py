@@ -12,7 +12,9 @@ import pytest
 import soundfile as sf
 
 from composer.assembly.loudness import integrated_lufs
-from composer.render.pipeline import NotRenderedError, RenderResult, render
+from composer.job.local import RenderResult, render
+from composer.job.options import Pick, Regen, RenderOptions
+from composer.job.prepare import NotRenderedError
 from composer.settings import Settings
 from tests.meters import true_peak_db
 
@@ -112,7 +114,7 @@ def test_second_render_generates_nothing_and_is_identical(first: RenderResult, c
 
 def test_regen_changes_only_dependent_files(first: RenderResult, copy_of_first: Path, settings: Settings) -> None:
     before = hashes(copy_of_first / "short")
-    result = render(SHORT, settings, copy_of_first, regen="intro", regen_seed=12345)
+    result = render(SHORT, settings, copy_of_first, RenderOptions(regen=Regen(section="intro", seed=12345)))
     assert sorted(result.stats.generated) == ["intro", "intro--drive"]
     after = hashes(copy_of_first / "short")
     changed = {k for k in before if before[k] != after[k]}
@@ -127,17 +129,17 @@ def test_regen_changes_only_dependent_files(first: RenderResult, copy_of_first: 
 
 
 def test_regen_of_chained_parent_regenerates_the_chain(copy_of_first: Path, settings: Settings) -> None:
-    result = render(SHORT, settings, copy_of_first, regen="drive", regen_seed=7)
+    result = render(SHORT, settings, copy_of_first, RenderOptions(regen=Regen(section="drive", seed=7)))
     assert sorted(result.stats.generated) == ["coda", "drive"]
 
 
 def test_takes_and_pick(copy_of_first: Path, settings: Settings) -> None:
-    result = render(SHORT, settings, copy_of_first, takes=2)
+    result = render(SHORT, settings, copy_of_first, RenderOptions(takes=2))
     assert sorted(result.stats.generated) == ["coda.take1", "drive.take1", "intro.take1"]
     takes = copy_of_first / "short" / "stems" / "takes"
     assert sorted(p.name for p in takes.iterdir()) == ["coda.take1.wav", "drive.take1.wav", "intro.take1.wav"]
     raw_take0, rate = sf.read(copy_of_first / "short" / "stems" / "raw" / "intro.wav", dtype="float64")
-    picked = render(SHORT, settings, copy_of_first, pick=("intro", 1))
+    picked = render(SHORT, settings, copy_of_first, RenderOptions(pick=Pick(section="intro", take=1)))
     assert picked.stats.generated == ["intro--drive"], "only what depends on the new take is generated"
     assert picked.manifest["choices"]["takes"] == {"intro": 1}
     # the other takes stay listed and on disk: take 0 of intro is now an alternative, take 1 is the pick
@@ -158,27 +160,27 @@ def test_takes_and_pick(copy_of_first: Path, settings: Settings) -> None:
     song.write_text(SHORT.read_text().replace("format: wav", "format: flac"))
     state_file = copy_of_first / "short" / "state.json"
     state_file.write_text(state_file.read_text().replace(str(SHORT.resolve()), str(song.resolve())))
-    flac = render(song, settings, copy_of_first, generate=False)
+    flac = render(song, settings, copy_of_first, RenderOptions(generate=False))
     assert sorted(p.name for p in takes.iterdir()) == ["coda.take1.flac", "drive.take1.flac", "intro.take0.flac"]
     assert [t["file"] for t in flac.manifest["takes"]] == [f.replace(".wav", ".flac") for f in listed]
     with pytest.raises(NotRenderedError, match="take 5 of 'drive' was never rendered"):
-        render(song, settings, copy_of_first, pick=("drive", 5))
+        render(song, settings, copy_of_first, RenderOptions(pick=Pick(section="drive", take=5)))
 
 
 def test_export_stems_generates_nothing(copy_of_first: Path, settings: Settings, tmp_path: Path) -> None:
     shutil.rmtree(copy_of_first / "short" / "stems")
-    result = render(SHORT, settings, copy_of_first, generate=False)
+    result = render(SHORT, settings, copy_of_first, RenderOptions(generate=False))
     assert result.stats.generated == []
     assert len(list((copy_of_first / "short" / "stems" / "aligned").iterdir())) == 4
     with pytest.raises(NotRenderedError, match="not rendered yet"):
-        render(SHORT, settings, tmp_path / "empty", generate=False)
+        render(SHORT, settings, tmp_path / "empty", RenderOptions(generate=False))
 
 
 def test_unknown_section_for_regen(copy_of_first: Path, settings: Settings) -> None:
     from composer.errors import ArrangementError
 
     with pytest.raises(ArrangementError, match="no section named 'drvie'; did you mean 'drive'"):
-        render(SHORT, settings, copy_of_first, regen="drvie")
+        render(SHORT, settings, copy_of_first, RenderOptions(regen=Regen(section="drvie")))
 
 
 def test_damaged_cache_entry_is_regenerated(copy_of_first: Path, settings: Settings) -> None:
@@ -209,7 +211,8 @@ def test_batch_size_follows_free_gpu_memory(tiny_small, settings: Settings, monk
 
     import torch
 
-    from composer.engine.base import EngineBase, wrap
+    from composer.engine.base import EngineBase
+    from composer.engine.factory import wrap
     from composer.engine.types import ModelSpec, Request
 
     small = ModelSpec("text", 4, 2048, 2048, 1, 32000, 50, layers=24, hidden=1024, heads=16, max_positions=2048)
@@ -312,14 +315,14 @@ def test_only_the_models_the_plan_uses_are_needed(
 
 
 def test_a_format_change_leaves_only_the_new_files(settings: Settings, tmp_path: Path) -> None:
-    from composer.render.pipeline import render as run
+    from composer.job.local import render as run
 
     song = tmp_path / "short.yaml"
     song.write_text(SHORT.read_text())
-    wav = run(song, settings, tmp_path / "out", takes=2)
+    wav = run(song, settings, tmp_path / "out", RenderOptions(takes=2))
     assert (wav.folder / "mix.wav").exists() and list((wav.folder / "stems" / "takes").glob("*.wav"))
     song.write_text(SHORT.read_text().replace("format: wav", "format: flac"))
-    flac = run(song, settings, tmp_path / "out", generate=False)
+    flac = run(song, settings, tmp_path / "out", RenderOptions(generate=False))
     files = sorted(p.relative_to(flac.folder).as_posix() for p in flac.folder.rglob("*") if p.is_file())
     assert "mix.flac" in files and not [f for f in files if f.endswith(".wav")], files
     assert 'FILE "mix.flac" WAVE' in (flac.folder / "markers.cue").read_text()
@@ -330,7 +333,7 @@ def test_a_yaml_seed_edit_wins_over_a_regen_seed_and_reset_forgets(settings: Set
     song.write_text(SHORT.read_text())
     out = tmp_path / "out"
     first = render(song, settings, out)
-    regen = render(song, settings, out, regen="drive", regen_seed=4242)
+    regen = render(song, settings, out, RenderOptions(regen=Regen(section="drive", seed=4242)))
     assert regen.plan.segment("drive").seed == 4242
     song.write_text(
         SHORT.read_text().replace("    prompt: driving techno\n", "    prompt: driving techno\n    seed: 7\n")
@@ -339,8 +342,8 @@ def test_a_yaml_seed_edit_wins_over_a_regen_seed_and_reset_forgets(settings: Set
     assert edited.plan.segment("drive").seed == 7, "the later YAML edit wins"
     assert "drive" not in json.loads((out / "short" / "state.json").read_text())["seeds"]
     song.write_text(SHORT.read_text())
-    render(song, settings, out, regen="drive", regen_seed=99)
-    back = render(song, settings, out, regen="drive", reset=True)
+    render(song, settings, out, RenderOptions(regen=Regen(section="drive", seed=99)))
+    back = render(song, settings, out, RenderOptions(regen=Regen(section="drive", reset=True)))
     assert back.plan.segment("drive").seed == first.plan.segment("drive").seed
     assert back.stats.generated == [], "the arrangement's own seed: everything is in the cache"
 

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 from composer.assembly.seams import REROLL_ABOVE
 from composer.cli import app
 from composer.engine.types import Take
+from composer.job.local import render
+from composer.job.options import RenderOptions, Reroll
 from composer.plan import Segment
 from composer.render.cache import SegmentCache
-from composer.render.pipeline import render
 from composer.settings import Settings
 
 SONG = """\
@@ -62,7 +63,7 @@ def test_a_planted_bad_transition_is_rerolled_and_nothing_else(settings: Setting
     assert planted_score > REROLL_ABOVE, "the planted tone stands out"
     assert planted.stats.generated == []
 
-    rerolled = render(song, settings, out, reroll=2)
+    rerolled = render(song, settings, out, RenderOptions(reroll=Reroll(tries=2)))
     tries = rerolled.manifest["rerolls"]["tries"]
     assert list(tries) == ["a--b"], "only the transition with a bad join is re-rolled"
     assert tries["a--b"][0]["seed"] == transition.seed and tries["a--b"][0]["score"] == round(planted_score, 2)
@@ -93,7 +94,7 @@ def test_a_kept_reroll_is_recorded_as_generated_and_a_join_left_bad_is_named(
     out = tmp_path / "out"
     first = render(song, settings, out)
     plant_tone(out, first.plan.segment("a--b"))
-    rerolled = render(song, settings, out, reroll=2)
+    rerolled = render(song, settings, out, RenderOptions(reroll=Reroll(tries=2)))
     tries = rerolled.manifest["rerolls"]["tries"]["a--b"]
     assert [t["generated"] for t in tries] == [False] + [True] * (len(tries) - 1), "the planted one came from the cache"
     entry = next(e for e in rerolled.manifest["segments"] if e["id"] == "a--b")
@@ -102,10 +103,10 @@ def test_a_kept_reroll_is_recorded_as_generated_and_a_join_left_bad_is_named(
     n = len(tries) - 1
     assert _reroll_summary(rerolled.manifest) == f"; re-rolls: {n} tries ({n} generated, 0 from cache)"
     # the same command again: every try comes from the cache, and so does the kept take
-    again = render(song, settings, out, reroll=2)
+    again = render(song, settings, out, RenderOptions(reroll=Reroll(tries=2)))
     entry = next(e for e in again.manifest["segments"] if e["id"] == "a--b")
     assert entry["cache_hit"] is True and entry["generate_seconds"] is None and again.stats.generated == []
     # a limit no join can meet: the kept join is still above it, and the render says so
     caplog.clear()
-    render(song, settings, out, reroll=1, reroll_above=0.0)
+    render(song, settings, out, RenderOptions(reroll=Reroll(tries=1, above=0.0)))
     assert "still score" in caplog.text and "(above 0.0) after 1 tries" in caplog.text

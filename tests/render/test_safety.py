@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from composer.cli import app
-from composer.render.pipeline import render
+from composer.job.local import render
 from composer.settings import Settings
 from tests.conftest import REPO
 
@@ -81,7 +81,7 @@ def test_outputs_follow_the_umask(settings: Settings, tmp_path: Path) -> None:
 
 def test_two_arrangements_cannot_share_an_output_folder(settings: Settings, tmp_path: Path) -> None:
     """'fa st.yaml' and 'fa_st.yaml' both map to fa_st/: the second is refused, the first keeps its files."""
-    from composer.render.pipeline import FolderTakenError
+    from composer.job.prepare import FolderTakenError
 
     first, second = tmp_path / "fa st.yaml", tmp_path / "fa_st.yaml"
     first.write_text(SHORT.read_text())

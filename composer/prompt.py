@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from composer.arrangement.schema import PROMPT_MAX_CHARS
+PROMPT_MAX_CHARS = 6000  # a final prompt (style + prompt + extra) at most this long: T5's memory grows with its square
 
 __all__ = ["PROMPT_MAX_CHARS", "compose", "conform", "key_phrase", "sentence"]
 

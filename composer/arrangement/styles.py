@@ -19,9 +19,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from composer.arrangement.schema import NAME_PATTERN, PROMPT_MAX_CHARS
+from composer.arrangement.schema import NAME_PATTERN
 from composer.arrangement.yamlfile import locate, read_yaml, validate
 from composer.errors import ArrangementError, Problem, StyleError
+from composer.prompt import PROMPT_MAX_CHARS, compose, sentence
 
 Phrase = Annotated[str, Field(max_length=300)]
 
@@ -78,7 +79,7 @@ class Style:
     free_tempo: bool = False
 
     def sentences(self, then: Sequence[str] = ()) -> list[str]:
-        """The style's pieces in prompt order, placeholders unfilled (see :mod:`composer.plan.prompt`).
+        """The style's pieces in prompt order, placeholders unfilled (see :mod:`composer.prompt`).
 
         ``then``: more text (a section's prompt and extra) to go after the style's own words and before
         its modifiers and exclusions, which close the prompt.
@@ -93,15 +94,11 @@ class Style:
 
     def render(self, bpm: float, key: str | None) -> str:
         """The style's prompt for a tempo and key (what `compose styles show --bpm --key` prints)."""
-        from composer.plan.prompt import compose
-
         return compose(self.sentences(), bpm, key, self.free_tempo)
 
     @property
     def text(self) -> str:
         """The prompt text with placeholders as written (no tempo or key filled in)."""
-        from composer.plan.prompt import sentence
-
         return " ".join(sentence(p) for p in self.sentences())
 
 

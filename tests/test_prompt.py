@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from composer.arrangement import load_arrangement
+from composer.arrangement.styles import StyleLibrary
 from composer.cli import app
 from composer.errors import ArrangementError
 from composer.plan import build_plan
-from composer.plan.prompt import compose, conform, key_phrase, sentence
+from composer.prompt import compose, conform, key_phrase, sentence
 from composer.settings import Settings
-from composer.styles import StyleLibrary
 from tests.conftest import REPO, STYLES
 
 TEMPO_NUMBERS = re.compile(r"(\d{2,3})(?:\s*(?:-|–|to)\s*(\d{2,3}))?\s*bpm", re.IGNORECASE)

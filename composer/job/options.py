@@ -1,0 +1,53 @@
+"""What a render is asked to do, as frozen values: the CLI, the Ray path and the API build these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Regen:
+    """Regenerate one section with a new seed (``seed``, else a random one), or with ``reset`` go back
+    to the arrangement's seed and first take."""
+
+    section: str
+    seed: int | None = None
+    reset: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pick:
+    """Use take ``take`` of ``section`` from now on (it must have been rendered)."""
+
+    section: str
+    take: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reroll:
+    """Regenerate, with new seeds, each transition whose joins score above ``above`` (None: the
+    default limit), up to ``tries`` times each, keeping the best."""
+
+    tries: int
+    above: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderOptions:
+    """One render of one arrangement.
+
+    Attributes:
+        takes: takes per section to keep (1 = just the picked one); with ``regen``, for that section only.
+        regen: a section to regenerate first.
+        pick: a take to use from now on.
+        reroll: re-roll transitions whose joins score badly.
+        generate: False: write the outputs from cached segments only (``export-stems``).
+        allow_large: render even when a model will not fit the GPU's free memory.
+    """
+
+    takes: int = 1
+    regen: Regen | None = None
+    pick: Pick | None = None
+    reroll: Reroll | None = None
+    generate: bool = True
+    allow_large: bool = False
