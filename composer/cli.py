@@ -9,16 +9,26 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from composer.errors import ComposerError
+from composer import __version__
+from composer.engine.catalog import COMFORTABLE_S, LONG_FORM_MAX_S, alias_of, info_of
+from composer.engine.tiny import ensure_synthetic_model
+from composer.engine.tune import choose_kernel, isa_summary, machine, score
+from composer.errors import ArrangementError, ComposerError
+from composer.fsutil import atomic_write_text, filesystem_errors, json_text
 from composer.job.options import Pick, Regen, RenderOptions, Reroll
+from composer.prompt import PROMPT_MAX_CHARS, compose
+from composer.settings import ENGINES, MODEL_SOURCES, device_problem, load_settings
 
 if TYPE_CHECKING:
     from composer.settings import Settings
@@ -84,8 +94,6 @@ app.add_typer(models_app, name="models")
 
 def _version(value: bool) -> None:
     if value:
-        from composer import __version__
-
         typer.echo(f"compose (musicgen-composer) {__version__}")
         raise typer.Exit(0)
 
@@ -157,7 +165,6 @@ def _check_key(command: str, key: str | None) -> None:
 def _settings(
     models: str | None = None, device: str | None = None, styles: Path | None = None, engine: str | None = None
 ) -> Settings:
-    from composer.settings import ENGINES, MODEL_SOURCES, device_problem, load_settings
 
     try:
         settings = load_settings()
@@ -185,7 +192,6 @@ def validate(
     """Check arrangements; print every problem as FILE:LINE: field: message (exit 2 if any)."""
     from composer.arrangement import load_arrangement
     from composer.arrangement.styles import StyleLibrary
-    from composer.errors import ArrangementError
 
     with _user_errors():
         library = StyleLibrary.load(_settings(styles=styles).styles_dir)
@@ -299,10 +305,6 @@ def _generate(
     prompt_seconds: float, melody: Path | None, allow_long: bool, bit_depth: str, sample_rate: int,
     models: str | None, device: str | None, styles: Path | None, engine: str | None,
 ) -> None:  # fmt: skip
-    import random
-    import time
-
-    from composer.engine.catalog import COMFORTABLE_S, LONG_FORM_MAX_S
 
     if (prompt is None) == (style is None):
         _err("compose generate: give exactly one of --prompt or --style")
@@ -336,12 +338,9 @@ def _generate(
 
         text = StyleLibrary.load(settings.styles_dir).get(style).render(bpm if bpm is not None else 120.0, key)
     elif bpm is not None or key is not None:
-        from composer.prompt import compose
-
         assert prompt is not None
         text = compose([prompt], bpm, key) if bpm is not None else compose([prompt], 0.0, key, free_tempo=True)
     assert text is not None
-    from composer.prompt import PROMPT_MAX_CHARS
 
     if len(text) > PROMPT_MAX_CHARS:  # T5's memory grows with the square of the text
         _err(f"compose generate: --prompt: {len(text)} characters (limit {PROMPT_MAX_CHARS}); shorten it")
@@ -349,11 +348,9 @@ def _generate(
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
 
     from composer.audio.io import read_audio, write_audio
-    from composer.engine.catalog import info_of
     from composer.engine.codec import encode_audio
     from composer.engine.factory import open_engine
     from composer.engine.types import Request, Sampling
-    from composer.fsutil import atomic_write_text, filesystem_errors, json_text
 
     info = info_of(model)
     if melody is not None and info is not None and not info.melody:
@@ -415,8 +412,6 @@ def _output_problem(output: Path) -> str | None:
 def _versions() -> dict[str, str]:
     import torch
     import transformers
-
-    from composer import __version__
 
     return {"composer": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
@@ -606,9 +601,7 @@ def models_pull(
     models: ModelsOpt = None,
 ) -> None:
     """Download models into the model cache (tiny: build them)."""
-    from composer.engine.catalog import alias_of
     from composer.engine.models import pull_model, resolve_repo_id
-    from composer.fsutil import filesystem_errors
 
     with _user_errors():
         settings = _settings(models)
@@ -616,8 +609,6 @@ def models_pull(
             repo_id = resolve_repo_id(name, settings)
             with filesystem_errors(settings.hub_cache, "run it again", kept="nothing half-written is used"):
                 if settings.model_source in ("tiny", "random"):
-                    from composer.engine.tiny import ensure_synthetic_model
-
                     # pulling rebuilds: the one-line error for a damaged model tells the user to run this
                     kind, alias = settings.model_source, alias_of(name) or name
                     ensure_synthetic_model(kind, alias, settings.hub_cache, rebuild=True)
@@ -652,10 +643,8 @@ def models_tune(
     cache (composer-tuning.json); run this after a torch upgrade, or to see the numbers.
     COMPOSER_CPU_DTYPE (auto by default) overrides the choice.
     """
-    from dataclasses import replace
 
     from composer.engine.models import cached_revision, read_shape, resolve_repo_id
-    from composer.engine.tune import choose_kernel, isa_summary, machine, score
 
     with _user_errors():
         settings = _settings(models)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -185,7 +186,6 @@ def run_cluster(
     actors: int | None,
 ) -> int:  # fmt: skip
     """``compose render ... --ray``: one live view of every arrangement; returns the exit code."""
-    import importlib.util
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
+import json
+import math
 import os
 import stat
 import tempfile
@@ -162,8 +164,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def json_text(data: object, indent: int | None = 2, sort_keys: bool = False) -> str:
     """Strict JSON (RFC 8259) for every file composer writes: NaN and infinities, which Python's json
     would write as the non-JSON ``NaN``/``-Infinity``, become null (e.g. the peak of a silent mix)."""
-    import json
-    import math
 
     def finite(value: object) -> object:
         if isinstance(value, float):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from composer.faults import parse
+
 ModelSource = Literal["hub", "tiny", "random"]
 MODEL_SOURCES: tuple[str, ...] = ("hub", "tiny", "random")
 ENGINES: tuple[str, ...] = ("fast", "transformers")
@@ -143,8 +145,6 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
         raise ValueError(f"COMPOSER_STEP={step_mode!r}: expected one of {', '.join(STEP_MODES)}")
     fault_at = (env.get("COMPOSER_FAULT_AT") or "").strip() or None
     if fault_at is not None:
-        from composer.faults import parse
-
         parse(fault_at)  # raises ValueError on a bad spec
     return Settings(
         cache_dir=cache_dir,

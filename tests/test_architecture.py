@@ -158,3 +158,54 @@ def test_no_private_name_is_imported_from_another_module() -> None:
                 wrong += [f"{name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")
                           and not a.name.startswith("__")]  # fmt: skip
     assert wrong == []
+
+
+# Third-party modules slow enough to import (or optional: ray, PIL) that composer imports them where they
+# are used; a composer module that brings one in at import time may be imported lazily as well.
+HEAVY = {"torch", "transformers", "tokenizers", "huggingface_hub", "safetensors", "ray", "PIL", "rich", "scipy",
+         "numpy", "pydantic", "soundfile", "soxr", "pyloudnorm", "ruamel"}  # fmt: skip
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Modules imported when ``path`` is imported (its top-level statements, not ``TYPE_CHECKING``)."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def _brings_heavy(module: str, known: dict[str, Path], seen: set[str] | None = None) -> bool:
+    """Does importing ``module`` (with its parent packages) import a :data:`HEAVY` module?"""
+    seen = set() if seen is None else seen
+    parts = module.split(".")
+    for name in [".".join(parts[:i]) for i in range(1, len(parts) + 1)]:
+        if name in seen or name not in known:
+            continue
+        seen.add(name)
+        for target in _top_level_imports(known[name]):
+            if target.split(".")[0] in HEAVY or _brings_heavy(target, known, seen):
+                return True
+    return False
+
+
+def test_imports_inside_functions_are_only_of_heavy_modules() -> None:
+    """Standard-library and light composer modules are imported at the top of the file; only a module
+    that is slow to import (or optional) waits until a function needs it."""
+    known = modules()
+    wrong = []
+    for name, path in known.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import):
+                    targets = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    targets = [node.module]
+                else:
+                    continue
+                wrong += [f"{name}.{function.name}: {t}" for t in targets
+                          if t.split(".")[0] not in HEAVY and not _brings_heavy(t, known)]  # fmt: skip
+    assert sorted(set(wrong)) == []

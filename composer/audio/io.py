@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,6 @@ def read_audio(path: Path, max_seconds: float | None = None, tail: bool = False)
         AudioFileError: missing, not a regular file (a FIFO would block forever), not audio soundfile
             can read, empty, or holding NaN/inf.
     """
-    import stat
 
     import soundfile as sf
 

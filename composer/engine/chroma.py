@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from composer.engine.kernels import threads
+
 if TYPE_CHECKING:
     import torch
 
@@ -31,7 +33,6 @@ def chroma(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     import torch
 
     from composer.audio.dsp import resample, to_mono
-    from composer.engine.kernels import threads
 
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 2 or audio.shape[1] == 0:

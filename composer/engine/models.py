@@ -6,6 +6,8 @@ cache (``<cache>/hub``). With ``HF_HUB_OFFLINE=1`` (or tiny models) nothing touc
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS, alias_of, is_known_model
 from composer.engine.hf import quiet_transformers
 from composer.engine.kernels import activation_dtype
+from composer.engine.tiny import ensure_synthetic_model
+from composer.engine.tune import TUNING_FILE, Choice, choose_kernel, isa_tag, shape_of_config, stamp
 from composer.engine.types import ModelSpec
 from composer.errors import ModelLoadingError
 from composer.settings import Settings
@@ -103,7 +107,6 @@ def model_spec(model: Any) -> ModelSpec:
 
 def free_device_memory() -> None:
     """Collect garbage and return PyTorch's cached GPU memory to the driver."""
-    import gc
 
     import torch
 
@@ -187,8 +190,6 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
         MusicgenProcessor,
     )
 
-    from composer.engine.tune import stamp
-
     device = pick_device(settings.device)
     kernel, pad, rows, numerics, note = "plain", True, 16, "", {}
     if device.type == "cuda":
@@ -254,17 +255,12 @@ def reference_numerics(device: torch.device, dtype: torch.dtype) -> str:
     thread count (CPU), e.g. ``cpu-float32-reference-amx-t2``."""
     import torch
 
-    from composer.engine.tune import isa_tag
-
     name = f"{device.type}-{str(dtype).replace('torch.', '')}-reference"
     return f"{name}-{isa_tag()}-t{torch.get_num_threads()}" if device.type == "cpu" else name
 
 
 def read_shape(repo_id: str, revision: str | None, hub_cache: Path) -> DecoderShape | None:
     """The decoder shape of a cached checkpoint (None when it is not cached or unreadable)."""
-    import json
-
-    from composer.engine.tune import shape_of_config
 
     if revision is None:
         return None
@@ -280,7 +276,6 @@ _CHOICES: dict[tuple[Any, ...], Choice] = {}
 
 def cpu_choice(shape: DecoderShape | None, settings: Settings) -> Choice:
     """The CPU kernel for a decoder shape (tuned once per machine, see composer.engine.tune)."""
-    from composer.engine.tune import TUNING_FILE, Choice, choose_kernel
 
     if shape is None:  # not cached yet: only an explicit choice is known
         return Choice(settings.cpu_dtype, True, True, 16, "set", {})
@@ -333,7 +328,6 @@ def architecture(name: str, repo_id: str, revision: str, hub_cache: Path) -> str
     Raises:
         ModelLoadingError: the checkpoint is not a MusicGen composer can run.
     """
-    import json
 
     config = hub_cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / revision / "config.json"
     try:
@@ -359,8 +353,6 @@ def ensure_available(name: str, settings: Settings) -> str:
     """
     repo_id = resolve_repo_id(name, settings)
     if settings.model_source in ("tiny", "random"):
-        from composer.engine.tiny import ensure_synthetic_model
-
         ensure_synthetic_model(settings.model_source, alias_of(name) or name, settings.hub_cache)
     revision = cached_revision(repo_id, settings.hub_cache)
     if revision is None:

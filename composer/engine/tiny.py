@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS
+from composer.engine.hf import quiet_transformers
 
 # decoder (hidden, layers, heads, ffn) per size: "small" and "medium" differ so tests see two models
 TINY_SHAPES: dict[str, tuple[int, int, int, int]] = {
@@ -131,8 +132,6 @@ def build_model(
         T5Config,
         T5Tokenizer,
     )
-
-    from composer.engine.hf import quiet_transformers
 
     quiet_transformers()
     trainer_tok = Tokenizer(models.Unigram())

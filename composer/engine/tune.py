@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from composer.engine.kernels import CHUNKS, KERNEL_VERSION, ROWS, Linear, packing_available, probe
+from composer.fsutil import atomic_write_text, json_text
 
 if TYPE_CHECKING:
     from composer.settings import Settings
@@ -264,7 +265,6 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    from composer.fsutil import atomic_write_text, json_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json_text(data, sort_keys=True) + "\n")

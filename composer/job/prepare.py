@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import logging
 import os
@@ -146,8 +147,6 @@ def plan_only(file: Path, settings: Settings, out_root: Path) -> tuple[Plan, str
     plan = prepare(file, settings, out_root).plan()
     device = settings.device
     if device == "auto":
-        import importlib.util
-
         device = "cuda" if importlib.util.find_spec("torch") and _cuda_available() else "cpu"
     return plan, "cpu" if device.startswith("cpu") else "cuda"
 
