@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import random
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,13 +18,14 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from composer import __version__
-from composer.engine.catalog import COMFORTABLE_S, LONG_FORM_MAX_S, alias_of, info_of
+from composer.engine.catalog import alias_of
 from composer.engine.tiny import ensure_synthetic_model
 from composer.engine.tune import choose_kernel, isa_summary, machine, score
+from composer.engine.types import Sampling
 from composer.errors import ArrangementError, ComposerError
-from composer.fsutil import atomic_write_text, filesystem_errors, json_text
+from composer.fsutil import filesystem_errors
+from composer.job.clip import ClipError, ClipRequest, clip_problem, generate_clip
 from composer.job.options import Pick, Regen, RenderOptions, Reroll
-from composer.prompt import PROMPT_MAX_CHARS, compose
 from composer.settings import ENGINES, MODEL_SOURCES, device_problem, load_settings
 
 if TYPE_CHECKING:
@@ -294,154 +292,44 @@ def generate(
     engine: EngineOpt = None,
 ) -> None:
     """Generate one clip from a prompt or a style (no arrangement: a quick sketch or a test)."""
-    with _user_errors():
-        _generate(**locals())
-
-
-def _generate(
-    output: Path, duration: float, prompt: str | None, style: str | None, bpm: float | None, key: str | None,
-    model: str, seed: int | None,
-    cfg: float, top_k: int, top_p: float, temperature: float, continue_from: Path | None,
-    prompt_seconds: float, melody: Path | None, allow_long: bool, bit_depth: str, sample_rate: int,
-    models: str | None, device: str | None, styles: Path | None, engine: str | None,
-) -> None:  # fmt: skip
-
-    if (prompt is None) == (style is None):
-        _err("compose generate: give exactly one of --prompt or --style")
-        raise typer.Exit(2)
-    limit = LONG_FORM_MAX_S if allow_long else COMFORTABLE_S
-    if not 0 < duration <= limit:
-        hint = "" if allow_long else " (use --allow-long for windowed generation up to 300 s)"
-        _err(f"compose generate: --duration must be in (0, {limit:g}] seconds{hint}")
-        raise typer.Exit(2)
-    if output.suffix.lower() not in (".wav", ".flac"):
-        _err(f"compose generate: --output {output}: use a .wav or .flac file name")
-        raise typer.Exit(2)
-    if problem := _output_problem(output):  # before generating: minutes of work must not be lost to a typo
-        _err(f"compose generate: --output {output}: {problem}")
-        raise typer.Exit(2)
-    _check_key("generate", key)
-    problem = _sampling_problem(cfg, top_k, top_p, temperature)
-    if bit_depth not in ("16", "24", "float") or (bit_depth == "float" and output.suffix.lower() == ".flac"):
-        problem = problem or f"--bit-depth {bit_depth}: use 16 or 24 (or float for a .wav)"
-    if sample_rate not in (32000, 44100, 48000):
-        problem = problem or f"--sample-rate {sample_rate}: use 32000, 44100 or 48000"
-    if problem is None and not (math.isfinite(prompt_seconds) and 0 < prompt_seconds <= 29.0):
-        problem = f"--prompt-seconds must be in (0, 29] seconds (got {prompt_seconds})"
-    if problem is not None:
-        _err(f"compose generate: {problem}")
-        raise typer.Exit(2)
-    settings = _settings(models, device, styles, engine)
-    text = prompt
-    if style is not None:  # the style as a render sends it: its tempo and key filled in
-        from composer.arrangement.styles import StyleLibrary
-
-        text = StyleLibrary.load(settings.styles_dir).get(style).render(bpm if bpm is not None else 120.0, key)
-    elif bpm is not None or key is not None:
-        assert prompt is not None
-        text = compose([prompt], bpm, key) if bpm is not None else compose([prompt], 0.0, key, free_tempo=True)
-    assert text is not None
-
-    if len(text) > PROMPT_MAX_CHARS:  # T5's memory grows with the square of the text
-        _err(f"compose generate: --prompt: {len(text)} characters (limit {PROMPT_MAX_CHARS}); shorten it")
-        raise typer.Exit(2)
-    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
-
-    from composer.audio.io import read_audio, write_audio
-    from composer.engine.codec import encode_audio
-    from composer.engine.factory import open_engine
-    from composer.engine.types import Request, Sampling
-
-    info = info_of(model)
-    if melody is not None and info is not None and not info.melody:
-        _err(f"compose generate: --melody needs a melody model (melody, stereo-melody...), not {model!r}")
-        raise typer.Exit(2)
-    # read every input before loading a model: a bad file fails in a second, not after the load
-    reference = read_audio(melody, max_seconds=duration + 30.0) if melody is not None else None
-    continued = read_audio(continue_from, max_seconds=prompt_seconds, tail=True) if continue_from is not None else None
-    runner = open_engine(settings.engine, model, settings)
-    lm = runner.lm
-    prompt_tokens = None
-    if continued is not None:
-        audio, rate = continued
-        tail = audio[:, max(0, audio.shape[1] - int(prompt_seconds * rate)) :]
-        prompt_tokens = encode_audio(lm, tail, rate)
-    request = Request(
-        text=text, duration_s=duration, seed=seed, prompt_tokens=prompt_tokens,
-        sampling=Sampling(cfg=cfg, top_k=top_k, top_p=top_p, temperature=temperature),
-        melody=reference[0] if reference else None, melody_rate=reference[1] if reference else 0,
+    request = ClipRequest(
+        output=output, duration_s=duration, prompt=prompt, style=style, bpm=bpm, key=key, model=model, seed=seed,
+        sampling=Sampling(cfg=cfg, top_k=top_k, top_p=top_p, temperature=temperature), continue_from=continue_from,
+        prompt_seconds=prompt_seconds, melody=melody, allow_long=allow_long, bit_depth=bit_depth,
+        sample_rate=sample_rate,
     )  # fmt: skip
-    started = time.perf_counter()
-    with _progress(f"generating {duration:g} s with {lm.repo_id}") as update:
-        result = runner.generate([request], progress=lambda _i, done, total: update(done, total))[0]
-    elapsed = time.perf_counter() - started
-    record = {
-        "output": output.name, "model": lm.repo_id, "revision": lm.revision, "source": lm.source,
-        "prompt": text, "style": style, "seed": seed, "duration_s": duration,
-        "sampling": {"cfg": cfg, "top_k": top_k, "top_p": top_p, "temperature": temperature},
-        "continue_from": str(continue_from) if continue_from else None,
-        "prompt_seconds": prompt_seconds if continue_from else None,
-        "melody": str(melody) if melody else None,
-        "sample_rate": sample_rate, "bit_depth": bit_depth, "channels": result.channels,
-        "frames": int(result.new_tokens.shape[1]),
-        "device": str(lm.device), "dtype": result.provenance["dtype"], "engine": settings.engine,
-        "kernel": lm.kernel, "numerics": lm.numerics, "kernel_choice": lm.kernel_choice,
-        "seconds_taken": round(elapsed, 3), "versions": _versions(),
-    }  # fmt: skip
-    from composer.audio.dsp import resample
-
-    depth: int | str = int(bit_depth) if bit_depth != "float" else "float"
-    audio = resample(result.new_audio, result.sample_rate, sample_rate)
-    with filesystem_errors(output, "run it again"):
-        write_audio(output, audio, sample_rate, bit_depth=depth)
-        atomic_write_text(output.with_name(output.name + ".json"), json_text(record) + "\n")
-    n = audio.shape[1]
-    typer.echo(f"wrote {output} ({n / sample_rate:.2f} s at {sample_rate} Hz, seed {seed}) in {elapsed:.1f} s")
-
-
-def _output_problem(output: Path) -> str | None:
-    """Why ``output`` cannot be written as a file (a folder there, a file above it), or None."""
-    if output.is_dir():
-        return "is a folder; give a file name like clip.wav"
-    for parent in output.absolute().parents:
-        if parent.exists():
-            return None if parent.is_dir() else f"{parent} is a file, not a folder"
-    return None
-
-
-def _versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    return {"composer": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
-
-
-def _sampling_problem(cfg: float, top_k: int, top_p: float, temperature: float) -> str | None:
-    """The arrangement schema's ranges for sampling options, as one line (None when all are fine)."""
-    from pydantic import ValidationError
-
-    from composer.arrangement.schema import Sampling
-
-    try:
-        Sampling(cfg=cfg, top_k=top_k, top_p=top_p, temperature=temperature)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = str(err["loc"][0]).replace("_", "-")
-        return f"--{name} {err['msg'].replace('Input should be', 'must be')} (got {err.get('input')!r})"
-    return None
+    with _user_errors():
+        try:
+            if problem := clip_problem(request):
+                raise ClipError(problem)
+            settings = _settings(models, device, styles, engine)
+            with _progress(f"generating {duration:g} s with {{}}") as update:
+                result = generate_clip(request, settings, progress=update)
+        except ClipError as exc:
+            _err(f"compose generate: {exc}")
+            raise typer.Exit(2) from None
+    typer.echo(f"wrote {result.path} ({result.length_s:.2f} s at {sample_rate} Hz, seed {result.seed}) in "
+               f"{result.seconds:.1f} s")  # fmt: skip
 
 
 @contextlib.contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on an interactive terminal; silent otherwise."""
+def _progress(label: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar on an interactive terminal (``label`` with the model's name for ``{}``); silent
+    otherwise."""
     if not sys.stderr.isatty():
-        yield lambda done, total: None
+        yield lambda model, done, total: None
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        tasks: list[Any] = []
+
+        def update(model: str, done: int, total: int) -> None:
+            if not tasks:
+                tasks.append(bar.add_task(label.format(model), total=None))
+            bar.update(tasks[0], completed=done, total=total)
+
+        yield update
 
 
 OutOpt = Annotated[

@@ -5,6 +5,9 @@ sleeping and then signalling, a test sets ``COMPOSER_FAULT_AT=POINT[#N]:SIGNAL``
 sends that signal to itself the N-th time (default: first) it reaches ``POINT``. With nothing
 armed, :func:`reached` only counts.
 
+Production code meets this module in two ways only: a point calls :func:`reached`, and a render
+(or a cluster's actor) calls :func:`arm_from` with ``Settings.fault_at`` when it starts.
+
 Points:
     ``segment-stored``: a generated segment was written to the cache.
     ``file-temp``: a file's content is in its temp file, not yet renamed into place.
@@ -62,6 +65,24 @@ def arm(spec: FaultSpec | None) -> None:
     global _armed
     _armed = spec
     _counts.clear()
+
+
+def arm_from(spec: str | None, once_marker: str | None = None) -> None:
+    """Arm the fault ``COMPOSER_FAULT_AT`` names (None: disarm).
+
+    Args:
+        spec: ``POINT[#N]:SIGNAL``, already checked by :func:`composer.settings.load_settings`.
+        once_marker: a file path: the fault is armed only where the file does not exist yet, and the
+            file is created, so it fires once across processes (a cluster's actor that the fault
+            killed is restarted by Ray and then runs clean).
+    """
+    if spec is not None and once_marker is not None:
+        if os.path.exists(once_marker):
+            spec = None
+        else:
+            with open(once_marker, "a"):
+                pass
+    arm(parse(spec) if spec else None)
 
 
 def reached(point: str) -> None:

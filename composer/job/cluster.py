@@ -106,9 +106,8 @@ class SegmentWorker:
         self.cache = SegmentCache(Path(cache_root))
         self.engine: Any = None
         # a test's fault fires once per cluster run: a restarted actor finds the marker and runs clean
-        if settings.fault_at and fault_marker and not os.path.exists(fault_marker):
-            Path(fault_marker).touch()
-            faults.arm(faults.parse(settings.fault_at))
+        if fault_marker is not None:
+            faults.arm_from(settings.fault_at, once_marker=fault_marker)
 
     def _open(self, engine_name: str, model: str, settings: Settings) -> Any:
         from composer.engine.factory import open_engine  # torch

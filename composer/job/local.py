@@ -86,7 +86,7 @@ def render(
     """
     options = options or RenderOptions()
     started = time.perf_counter()
-    faults.arm(faults.parse(settings.fault_at) if settings.fault_at else None)
+    faults.arm_from(settings.fault_at)
     prepared = prepare(file, settings, out_root)
     if options.generate:
         _check_models(prepared, options.allow_large)
