@@ -25,7 +25,7 @@ from composer.engine.types import Sampling
 from composer.errors import ArrangementError, ComposerError
 from composer.fsutil import filesystem_errors
 from composer.job.clip import ClipError, ClipRequest, clip_problem, generate_clip
-from composer.job.options import Pick, Regen, RenderOptions, Reroll
+from composer.job.options import Regen, Reroll
 from composer.settings import ENGINES, MODEL_SOURCES, device_problem, load_settings
 
 if TYPE_CHECKING:
@@ -399,24 +399,33 @@ def render(files: FilesArg, out: OutOpt = None, takes: TakesOpt = 1, models: Mod
 
     Several files (or folders) render one after another, or all at once on a Ray cluster with --ray.
     """
+    from composer import api
     from composer.cli_render import arrangement_files, run_cluster, run_render
 
-    options = RenderOptions(takes=takes, allow_large=allow_large, reroll=_reroll(reroll, reroll_above))
+    again = _reroll(reroll, reroll_above)
     with _user_errors():
         settings = _settings(models, device, styles, engine)
+        root = out or settings.output_dir
         paths = arrangement_files(files)
         if ray or ray_address:
-            raise typer.Exit(run_cluster(paths, settings, out or settings.output_dir, options, ray_address, ray_actors))
+            raise typer.Exit(run_cluster(root, lambda events: api.render_cluster(
+                paths, out=root, takes=takes, reroll=again, address=ray_address, actors=ray_actors, settings=settings,
+                events=events)))  # fmt: skip
+
+        def start(path: Path) -> Callable[[Any], Any]:
+            return lambda events: api.render(path, out=root, takes=takes, reroll=again, allow_large=allow_large,
+                                             settings=settings, events=events)  # fmt: skip
+
         if not paths:
             _err(f"compose render: no arrangement files (*.yaml, *.yml) in {', '.join(str(f) for f in files)}")
             raise typer.Exit(2)
         if len(paths) == 1:
-            run_render(paths[0], settings, out or settings.output_dir, options)
+            run_render(paths[0], root, start(paths[0]))
             return
         failed: list[tuple[Path, ComposerError]] = []
         for path in paths:  # one bad file does not stop the others
             try:
-                run_render(path, settings, out or settings.output_dir, options)
+                run_render(path, root, start(path))
             except ComposerError as exc:
                 _err(str(exc))
                 failed.append((path, exc))
@@ -447,15 +456,19 @@ def regen(
     if reset and seed is not None:
         _err("compose regen: give --seed or --reset, not both")
         raise typer.Exit(2)
-    options = RenderOptions(takes=takes, regen=Regen(section=section, seed=seed, reset=reset), allow_large=allow_large,
-                            reroll=_reroll(reroll, reroll_above))  # fmt: skip
+    from composer import api
+
+    again = _reroll(reroll, reroll_above)
     with _user_errors():
         settings = _settings(models, device, styles, engine)
+        root = out or settings.output_dir
         if ray or ray_address:
-            raise typer.Exit(
-                run_cluster([file], settings, out or settings.output_dir, options, ray_address, ray_actors)
-            )
-        run_render(file, settings, out or settings.output_dir, options)
+            raise typer.Exit(run_cluster(root, lambda events: api.render_cluster(
+                [file], out=root, takes=takes, regen=Regen(section=section, seed=seed, reset=reset), reroll=again,
+                address=ray_address, actors=ray_actors, settings=settings, events=events)))  # fmt: skip
+        run_render(file, root, lambda events: api.regen(
+            file, section, seed=seed, reset=reset, takes=takes, reroll=again, allow_large=allow_large, out=root,
+            settings=settings, events=events), regen=section)  # fmt: skip
 
 
 @app.command()
@@ -466,21 +479,25 @@ def pick(
     out: OutOpt = None, models: ModelsOpt = None, device: DeviceOpt = None, styles: StylesOpt = None,
 ) -> None:  # fmt: skip
     """Use another take of a section (rendered with --takes), then re-assemble."""
+    from composer import api
     from composer.cli_render import run_render
 
     with _user_errors():
         settings = _settings(models, device, styles)
-        run_render(file, settings, out or settings.output_dir, RenderOptions(pick=Pick(section=section, take=take)))
+        root = out or settings.output_dir
+        run_render(file, root, lambda events: api.pick(file, section, take, out=root, settings=settings, events=events))
 
 
 @app.command("export-stems")
 def export_stems(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, styles: StylesOpt = None) -> None:
     """Re-export mix, stems, manifest and markers from the render cache, generating nothing."""
+    from composer import api
     from composer.cli_render import run_render
 
     with _user_errors():
         settings = _settings(models, styles=styles)
-        run_render(file, settings, out or settings.output_dir, RenderOptions(generate=False))
+        root = out or settings.output_dir
+        run_render(file, root, lambda events: api.export_stems(file, out=root, settings=settings, events=events))
 
 
 @models_app.command("pull")

@@ -5,14 +5,17 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from composer.job.local import render
-from composer.job.options import RenderOptions
+from composer import api
+from composer.job.local import RenderResult
+from composer.job.view import FinishedRender
 from composer.plan import Plan, Segment
+from composer.render.run import RenderEvents
 from composer.settings import Settings
 
 
@@ -111,56 +114,59 @@ def print_plan(plan: Plan, settings: Settings, device: str) -> None:
         console.print(f"[bold]{seg.id}[/]: {seg.text}", markup=True, soft_wrap=False)
 
 
-def run_render(file: Path, settings: Settings, out_root: Path, options: RenderOptions) -> None:
-    """``compose render/regen/pick/export-stems`` of one file: live progress, then the summary table."""
+def run_render(
+    file: Path, out_root: Path, start: Callable[[RenderEvents], RenderResult], regen: str | None = None
+) -> None:
+    """``compose render/regen/pick/export-stems`` of one file: live progress while ``start(events)`` runs
+    (an :mod:`composer.api` call), then the summary table of the render it made."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     console = _console(stderr=True)
-    interactive = sys.stderr.isatty()
     try:
-        if interactive:
+        if sys.stderr.isatty():
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
             with Progress(*columns, console=console, transient=True) as bars:
-                result = render(file, settings, out_root, options, events=ProgressEvents(console, bars))
+                result = start(ProgressEvents(console, bars))
         else:
-            result = render(file, settings, out_root, options, events=ProgressEvents(console, None))
+            result = start(ProgressEvents(console, None))
     except KeyboardInterrupt:
         console.print(
             f"interrupted: finished segments are kept in {out_root / 'cache'}; run the same command again to resume"
         )
         raise typer.Exit(130) from None
-    manifest = result.manifest
-    table = Table(title=f"{manifest['title']} → {result.folder}")
+    _summary(file, result, api.open_render(result.folder), regen)
+
+
+def _summary(file: Path, result: RenderResult, done: FinishedRender, regen: str | None) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{done.title} → {done.folder}")
     for column in ("segment", "model", "s", "LUFS in", "gain dB", "cache", "gen time"):
         table.add_column(column)
-    for entry in manifest["segments"]:
+    for seg in done.segments:
         table.add_row(
-            entry["id"], entry["repo_id"], f"{entry['duration_s']:g}",
-            "-" if entry["measured_lufs"] is None else f"{entry['measured_lufs']:.1f}",
-            "/".join(f"{g:+.1f}" for g in dict.fromkeys(entry["gain_db"])),
-            "hit" if entry["cache_hit"] else "new",
-            "" if entry["generate_seconds"] is None else f"{entry['generate_seconds']:.1f} s",
+            seg.id, seg.repo_id, f"{seg.duration_s:g}",
+            "-" if seg.measured_lufs is None else f"{seg.measured_lufs:.1f}",
+            "/".join(f"{g:+.1f}" for g in dict.fromkeys(seg.gain_db)), "hit" if seg.cache_hit else "new",
+            "" if seg.generate_seconds is None else f"{seg.generate_seconds:.1f} s",
         )  # fmt: skip
     out = _console()
     out.print(table)
-    loud = manifest["loudness"]
+    loud = done.loudness
     out.print(
-        f"mix: {result.folder / manifest['output']['file']} — {manifest['length_s']:.2f} s, "
-        f"{loud['integrated_lufs']} LUFS (target {loud['target_lufs']}), true peak {loud['true_peak_dbtp']} dBTP; "
-        f"{len(result.stats.generated)} generated, {len(result.stats.cached)} from cache{_reroll_summary(manifest)}, "
-        f"{result.seconds:.1f} s",
+        f"mix: {done.mix} — {done.length_s:.2f} s, {loud.integrated_lufs} LUFS (target {loud.target_lufs}), true peak "
+        f"{loud.true_peak_dbtp} dBTP; {len(result.stats.generated)} generated, {len(result.stats.cached)} from cache"
+        f"{_reroll_summary(done.manifest)}, {result.seconds:.1f} s",
         soft_wrap=True,
-    )
-    if loud["integrated_lufs"] is not None and abs(loud["integrated_lufs"] - loud["target_lufs"]) > 1.0:
-        out.print(f"warning: the mix is {loud['integrated_lufs']} LUFS, more than 1 LU from the target "
-                  f"{loud['target_lufs']} (the limiter could not hold {loud['true_peak_ceiling_dbtp']} dBTP there)",
+    )  # fmt: skip
+    if loud.integrated_lufs is not None and abs(loud.integrated_lufs - loud.target_lufs) > 1.0:
+        out.print(f"warning: the mix is {loud.integrated_lufs} LUFS, more than 1 LU from the target "
+                  f"{loud.target_lufs} (the limiter could not hold {loud.true_peak_ceiling_dbtp} dBTP there)",
                   soft_wrap=True)  # fmt: skip
-    if options.regen is not None:  # the seed it drew (or was given): what makes this version again
-        section = options.regen.section
-        seed = result.plan.segment(section).seed
-        out.print(f"{section}: seed {seed} (recorded; `compose regen {file} {section} --seed {seed}` remakes it)",
+    if regen is not None:  # the seed it drew (or was given): what makes this version again
+        seed = result.plan.segment(regen).seed
+        out.print(f"{regen}: seed {seed} (recorded; `compose regen {file} {regen} --seed {seed}` remakes it)",
                   soft_wrap=True)  # fmt: skip
 
 
@@ -181,15 +187,13 @@ def arrangement_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def run_cluster(
-    files: list[Path], settings: Settings, out_root: Path, options: RenderOptions, address: str | None,
-    actors: int | None,
-) -> int:  # fmt: skip
-    """``compose render ... --ray``: one live view of every arrangement; returns the exit code."""
+def run_cluster(out_root: Path, start: Callable[[api.ClusterEvents], api.ClusterReport]) -> int:
+    """``compose render ... --ray``: one live view of every arrangement while ``start(events)`` runs (an
+    :func:`composer.api.render_cluster` call); returns the exit code."""
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from composer.job.cluster import ClusterEvents, Job, render_many
+    from composer.job.cluster import Job
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     console = _console(stderr=True)
@@ -197,7 +201,7 @@ def run_cluster(
         console.print("compose render --ray: Ray is not installed; pip install 'musicgen-composer[ray]'", markup=False)
         return 2
 
-    class View(ClusterEvents):
+    class View(api.ClusterEvents):
         def __init__(self, bars: Progress):
             self.bars = bars
             self.tasks: dict[str, list[Any]] = {}
@@ -226,8 +230,7 @@ def run_cluster(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console, transient=not sys.stderr.isatty()) as bars:
-            report = render_many(files, settings, out_root, options, address=address, actors=actors,
-                                 events=View(bars))  # fmt: skip
+            report = start(View(bars))
     except KeyboardInterrupt:
         console.print(f"interrupted: finished segments are kept in {out_root / 'cache'}; run the same command again")
         return 130

@@ -203,7 +203,8 @@ def test_imports_inside_functions_are_only_of_heavy_modules() -> None:
                 if isinstance(node, ast.Import):
                     targets = [alias.name for alias in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.module:
-                    targets = [node.module]
+                    targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+                               for a in node.names]  # fmt: skip
                 else:
                     continue
                 wrong += [f"{name}.{function.name}: {t}" for t in targets

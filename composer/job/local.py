@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,45 @@ from composer.render.state import save_state
 from composer.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Cancelled(ComposerError):
+    """The caller cancelled the render (its ``cancel`` event was set)."""
+
+    exit_code = 130
+
+
+class Cancellable:
+    """Render events passed on, raising :class:`Cancelled` at the next callback once ``cancel`` is set:
+    between segments, and between decoding steps of a segment (the finished segments stay in the cache,
+    so the same render resumes where this one stopped)."""
+
+    def __init__(self, events: RenderEvents | None, cancel: threading.Event):
+        self.events = events or NoEvents()
+        self.cancel = cancel
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("render cancelled: finished segments are kept in the cache; render again to resume")
+
+    def phase(self, model: str, segments: list[Segment]) -> None:
+        self.check()
+        self.events.phase(model, segments)
+
+    def segment_started(self, segment: Segment) -> None:
+        self.check()
+        self.events.segment_started(segment)
+
+    def segment_progress(self, segment: Segment, done: int, total: int) -> None:
+        self.events.segment_progress(segment, done, total)
+        self.check()
+
+    def segment_finished(self, segment: Segment, seconds: float, cached: bool) -> None:
+        self.events.segment_finished(segment, seconds, cached)
+        self.check()
+
+    def finished(self) -> None:
+        self.events.finished()
 
 
 class TooLargeError(ComposerError):
@@ -66,6 +106,7 @@ def render(
     options: RenderOptions | None = None,
     *,
     events: RenderEvents | None = None,
+    cancel: threading.Event | None = None,
     known: Known | None = None,
 ) -> RenderResult:
     """Render an arrangement (or re-export it) into ``out_root/<name>/``.
@@ -76,6 +117,8 @@ def render(
         out_root: output root; the segment cache lives in ``out_root/cache``.
         options: what to do (takes, regen, pick, re-roll, export only); default a plain render.
         events: progress callbacks.
+        cancel: set it (from another thread, or a callback) to stop at the next segment or decoding
+            step: raises :class:`Cancelled`, and nothing is exported.
         known: with ``options.generate`` False: what another process generated for this render.
 
     Raises:
@@ -83,8 +126,11 @@ def render(
         NotRenderedError: generate=False and segments are missing, or a picked take was never rendered.
         TooLargeError: a model will not fit the GPU (unless ``options.allow_large``).
         EngineError / ModelLoadingError: from the engine.
+        Cancelled: ``cancel`` was set.
     """
     options = options or RenderOptions()
+    if cancel is not None:
+        events = Cancellable(events, cancel)
     started = time.perf_counter()
     faults.arm_from(settings.fault_at)
     prepared = prepare(file, settings, out_root)
@@ -107,6 +153,8 @@ def render(
         if options.regen is not None or options.pick is not None:  # recorded before generating: an interrupted
             save_state(folder, prepared.state)  # regen resumes with `compose render` and the seed it chose
         plan, segments, stats, rerolls = _segments(prepared, plan, variants, cache, options, events, known)
+        if isinstance(events, Cancellable):
+            events.check()  # a cancel during the last segment: nothing is exported
         save_state(folder, prepared.state)
         _mark_exporting(folder)  # until the new manifest is written, the journal says the outputs are mixed
         manifest = export_all(plan, prepared.arrangement, file, folder, segments, stats, prepared.state, settings,
