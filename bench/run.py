@@ -7,7 +7,7 @@
 
 Models are random weights at the real musicgen-small/-medium shapes (nothing to download); the full
 render uses the tiny models on CPU and the random real-shape ones on CUDA. Results go to
-bench/results/<machine>-<date>.json and a Markdown table is printed (paste it into the README).
+bench/results/<machine>-<date>.json and a Markdown table is printed (paste it into docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ torch version and model shape, so each machine measures once. ``COMPOSER_CPU_DTY
 choice; ``compose models tune`` measures again.
 
 int8 weight-only is never chosen here: it is an explicit choice (``COMPOSER_CPU_DTYPE=int8``); the
-README gives its measured fidelity against float32.
+docs/benchmarks.md gives its measured fidelity against float32.
 """
 
 from __future__ import annotations

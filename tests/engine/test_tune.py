@@ -24,7 +24,7 @@ def m(batch1_ms: float, batch_ms: float, invariant: bool = True, available: bool
 
 
 def test_the_least_time_per_segment_wins() -> None:
-    # the AMX Xeon of the README: bf16/16 is as fast at batch 1 as bf16/2 and far faster batched
+    # the AMX Xeon of docs/benchmarks.md: bf16/16 is as fast at batch 1 as bf16/2 and far faster batched
     xeon = {"float32/2": m(67.2, 188.8), "float32/16": m(99.9, 101.0), "bfloat16/2": m(35.8, 99.1),
             "bfloat16/16": m(36.2, 36.2), "float16/2": m(56.3, 169.7), "float16/16": m(83.7, 83.0)}  # fmt: skip
     assert decide(xeon) == ("bfloat16", 16, True)

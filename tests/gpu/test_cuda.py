@@ -62,7 +62,7 @@ def test_captured_step_gives_the_eager_tokens(small: LoadedModel, greedy: bool) 
 
 
 def test_a_segment_does_not_change_with_its_batch(small: LoadedModel) -> None:
-    """If this fails on a GPU, the README must stop claiming batch invariance there."""
+    """If this fails on a GPU, docs/engine.md must stop claiming batch invariance there."""
     decoder = FastDecoder(small)
     rows = mixed_rows(greedy=False)
     batch = decoder.generate(rows, mode="graph")
