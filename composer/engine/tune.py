@@ -11,7 +11,7 @@ result is cached in the model cache (``composer-tuning.json``), keyed by process
 torch version and model shape, so each machine measures once. ``COMPOSER_CPU_DTYPE`` overrides the
 choice; ``compose models tune`` measures again.
 
-int8 weight-only is never chosen here: it is an explicit choice (``COMPOSER_CPU_DTYPE=int8``); the
+int8 weight-only is never chosen here: it is an explicit choice (``COMPOSER_CPU_DTYPE=int8``);
 docs/benchmarks.md gives its measured fidelity against float32.
 """
 
