@@ -210,3 +210,33 @@ def test_imports_inside_functions_are_only_of_heavy_modules() -> None:
                 wrong += [f"{name}.{function.name}: {t}" for t in targets
                           if t.split(".")[0] not in HEAVY and not _brings_heavy(t, known)]  # fmt: skip
     assert sorted(set(wrong)) == []
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_80_lines() -> None:
+    long = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{name}.{node.name}: {lines} lines")
+    assert long == []
+
+
+def test_more_than_six_parameters_are_keyword_only() -> None:
+    """Beyond six, a function's parameters are named at the call (``*``), so long calls cannot swap two
+    values of one type. The CLI's commands are exempt: their parameters are the command's options."""
+    wrong = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if any(isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "command" for d in node.decorator_list):
+                continue
+            positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+            if len(positional) > 6:
+                wrong.append(f"{name}.{node.name}: {len(positional)} positional parameters")
+    assert wrong == []

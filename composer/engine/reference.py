@@ -52,7 +52,13 @@ class TransformersEngine(EngineBase):
                     )
                     chroma = plan.window_chroma(win, self.spec.frame_rate, self.spec.chroma_length)
                     new = generate_window(
-                        lm, plan.request.text, context, win.new_frames, plan.request.sampling, step, chroma
+                        lm,
+                        plan.request.text,
+                        context,
+                        win.new_frames,
+                        plan.request.sampling,
+                        on_step=step,
+                        chroma=chroma,
                     )
                     plan.tokens = np.concatenate([plan.tokens, new], axis=1)
                     done = win.start_frame + win.new_frames
@@ -103,6 +109,7 @@ def generate_window(
     context: np.ndarray | None,
     new_frames: int,
     sampling: Sampling,
+    *,
     on_step: Callable[[], None],
     chroma: np.ndarray | None = None,
 ) -> np.ndarray:

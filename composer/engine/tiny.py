@@ -107,6 +107,22 @@ def _save(model: Any, processor: Any, folder: Path) -> None:
         raise OSError(code, os.strerror(code), str(folder.parent.parent)) from exc
 
 
+def _tokenizer() -> Any:
+    """A T5 tokenizer with a 300-piece unigram vocabulary trained on music words and tempo numbers."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import T5Tokenizer
+
+    trainer_tok = Tokenizer(models.Unigram())
+    trainer_tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
+    )
+    lines = [" ".join(_CORPUS_WORDS[i : i + 12]) for i in range(0, len(_CORPUS_WORDS), 3)]
+    trainer_tok.train_from_iterator(lines + [str(n) for n in range(60, 200)], trainer)
+    vocab = [(tok, score) for tok, score in json.loads(trainer_tok.to_str())["model"]["vocab"]]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
+
+
 def build_model(
     kind: str, alias: str, decoder: tuple[int, int, int, int] | None = None, seed: int = 0
 ) -> tuple[Any, Any]:
@@ -118,7 +134,6 @@ def build_model(
         seed: added to the weights' seed.
     """
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import (
         EncodecConfig,
         EncodecFeatureExtractor,
@@ -130,19 +145,11 @@ def build_model(
         MusicgenMelodyForConditionalGeneration,
         MusicgenProcessor,
         T5Config,
-        T5Tokenizer,
     )
 
     quiet_transformers()
-    trainer_tok = Tokenizer(models.Unigram())
-    trainer_tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
-    )
-    lines = [" ".join(_CORPUS_WORDS[i : i + 12]) for i in range(0, len(_CORPUS_WORDS), 3)]
-    trainer_tok.train_from_iterator(lines + [str(n) for n in range(60, 200)], trainer)
-    vocab = [(tok, score) for tok, score in json.loads(trainer_tok.to_str())["model"]["vocab"]]
-    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
+    tokenizer = _tokenizer()
+    vocab_size = tokenizer.vocab_size
 
     tiny = kind == "tiny"
     info = MODELS[alias]
@@ -154,7 +161,7 @@ def build_model(
         t5 = {"d_model": 768, "d_kv": 64, "d_ff": 3072, "num_layers": 12, "num_heads": 12}
         codec_shape = {"num_filters": 64, "hidden_size": 128, "codebook_dim": 128, "num_lstm_layers": 2}
     text = T5Config(  # type: ignore[call-arg]
-        vocab_size=len(vocab), decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **t5
+        vocab_size=vocab_size, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **t5
     )
     codec = EncodecConfig(
         sampling_rate=32000, audio_channels=1, upsampling_ratios=[8, 5, 4, 4], codebook_size=2048,

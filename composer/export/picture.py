@@ -3,6 +3,7 @@ target, and a time axis in seconds and bars."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ def draw_timeline(
     audio: np.ndarray,
     sample_rate: int,
     loudness: np.ndarray,
+    *,
     target_lufs: float | None = None,
     bpm: float | None = None,
     beats_per_bar: int = 4,
@@ -65,6 +67,18 @@ def draw_timeline(
     def x_of(seconds: float) -> int:
         return int(round(seconds / length_s * (WIDTH - 1)))
 
+    _sections(draw, font, plan, x_of)
+    _waveform(draw, audio)
+    _seams(draw, font, seams or [], seam_limit, x_of)
+    _loudness(draw, font, loudness, target_lufs, x_of)
+    _time_axis(draw, font, length_s, x_of, bpm, beats_per_bar)
+    draw.text((4, HEIGHT - 16), f"{plan.title}: {length_s:.1f} s", fill=(20, 20, 20), font=font)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def _sections(draw: Any, font: Any, plan: Plan, x_of: Callable[[float], int]) -> None:
+    """Each section's colour band with its name and start, transitions hatched, boundaries as lines."""
     stems = 0  # sections counted on their own: neighbours never share a colour, with or without transitions
     for place in plan.timeline:
         seg = plan.segment(place.segment)
@@ -80,6 +94,9 @@ def draw_timeline(
             draw.text((x0 + 4, 40), "transition", fill=(120, 120, 120), font=font)
         draw.line([x0, WAVE_TOP - 4, x0, LOUD_BOTTOM], fill=(120, 120, 120))
 
+
+def _waveform(draw: Any, audio: np.ndarray) -> None:
+    """The mix's peak envelope, one column per pixel."""
     mono = np.abs(audio).max(axis=0) if audio.size else np.zeros(1)
     columns = np.array_split(mono, WIDTH) if mono.size >= WIDTH else [mono]
     mid = (WAVE_TOP + WAVE_BOTTOM) / 2
@@ -88,13 +105,21 @@ def draw_timeline(
         peak = float(column.max()) if column.size else 0.0
         draw.line([x, mid - peak * half, x, mid + peak * half], fill=(50, 90, 140))
 
-    for seam in seams or []:  # a diamond at the join, its score beside it
+
+def _seams(draw: Any, font: Any, seams: list[Seam], limit: float | None, x_of: Callable[[float], int]) -> None:
+    """A diamond at each join with its score beside it (red above ``limit``)."""
+    for seam in seams:
         x = x_of(seam.at_s)
-        colour = SEAM_BAD if seam_limit is not None and seam.score > seam_limit else SEAM_OK
+        colour = SEAM_BAD if limit is not None and seam.score > limit else SEAM_OK
         draw.polygon([(x, WAVE_BOTTOM - 14), (x + 6, WAVE_BOTTOM - 8), (x, WAVE_BOTTOM - 2), (x - 6, WAVE_BOTTOM - 8)],
                      fill=colour)  # fmt: skip
         draw.text((x + 8, WAVE_BOTTOM - 16), f"seam {seam.score:.1f}", fill=colour, font=font)
 
+
+def _loudness(
+    draw: Any, font: Any, loudness: np.ndarray, target_lufs: float | None, x_of: Callable[[float], int]
+) -> None:
+    """The short-term loudness curve in its panel, with the target as a dashed line."""
     draw.rectangle([0, LOUD_TOP, WIDTH - 1, LOUD_BOTTOM], outline=(200, 200, 200))
     lo, hi = LUFS_RANGE
     points = []
@@ -110,10 +135,6 @@ def draw_timeline(
     if len(points) > 1:
         draw.line(points, fill=(200, 40, 40), width=2)
     draw.text((4, LOUD_TOP + 2), f"short-term loudness, {lo:.0f}..{hi:.0f} LUFS", fill=(200, 40, 40), font=font)
-    _time_axis(draw, font, length_s, x_of, bpm, beats_per_bar)
-    draw.text((4, HEIGHT - 16), f"{plan.title}: {length_s:.1f} s", fill=(20, 20, 20), font=font)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
 
 
 def _time_axis(draw: Any, font: Any, length_s: float, x_of: Any, bpm: float | None, beats_per_bar: int) -> None:

@@ -15,6 +15,7 @@ from composer.arrangement import Arrangement
 from composer.assembly.loudness import integrated_lufs, short_term_lufs
 from composer.assembly.mix import (
     STEM_HEADROOM_DB,
+    Mixdown,
     aligned_stem,
     generated_audio,
     mixdown,
@@ -43,6 +44,7 @@ def export_all(
     file: Path,
     folder: Path,
     segments: dict[str, Take],
+    *,
     stats: RunStats,
     state: State,
     settings: Settings,
@@ -106,7 +108,8 @@ def export_all(
                   target_lufs=arr.loudness.target_lufs, bpm=arr.bpm, beats_per_bar=arr.beats_per_bar,
                   seams=seams, seam_limit=REROLL_ABOVE if rerolls is None else rerolls.limit)  # fmt: skip
 
-    manifest = _manifest(plan, arr, file, assembly, mastered, segments, stats, state, settings, files, takes_written)
+    manifest = _manifest(plan, arr, file, mixed, segments, stats=stats, state=state, settings=settings, files=files,
+                         takes=takes_written)  # fmt: skip
     manifest["seams"] = [_seam_entry(seam) for seam in seams]
     if rerolls is not None:
         manifest["rerolls"] = {"limit": rerolls.limit, "tries": rerolls.tries}
@@ -154,9 +157,10 @@ def _remove_stale(stems: Path, keep: set[Path]) -> None:
 
 
 def _manifest(
-    plan: Plan, arr: Arrangement, file: Path, assembly: Any, mastered: Any, segments: dict[str, Take],
-    stats: RunStats, state: State, settings: Settings, files: dict[str, dict[str, str]], takes: list[dict[str, Any]],
+    plan: Plan, arr: Arrangement, file: Path, mixed: Mixdown, segments: dict[str, Take], *, stats: RunStats,
+    state: State, settings: Settings, files: dict[str, dict[str, str]], takes: list[dict[str, Any]],
 ) -> dict[str, Any]:  # fmt: skip
+    assembly, mastered = mixed.assembly, mixed.mastered
     tracks = {t.segment: t for t in assembly.tracks}
     entries = []
     for place in plan.timeline:

@@ -159,15 +159,17 @@ def generate_clip(request: ClipRequest, settings: Settings, progress: ClipProgre
         continued = read_audio(request.continue_from, max_seconds=request.prompt_seconds, tail=True)
     runner = open_engine(settings.engine, request.model, settings)
     started = time.perf_counter()
-    result = _generate(runner, request, text, seed, reference, continued, progress)
+    result = _generate(runner, request, text, seed, inputs=(reference, continued), progress=progress)
     elapsed = time.perf_counter() - started
-    return _write(request, settings, runner.lm, result, text, seed, elapsed)
+    return _write(request, settings, runner.lm, result, text=text, seed=seed, elapsed=elapsed)
 
 
 def _generate(
-    runner: Any, request: ClipRequest, text: str, seed: int, reference: tuple[Any, int] | None,
-    continued: tuple[Any, int] | None, progress: ClipProgress | None,
+    runner: Any, request: ClipRequest, text: str, seed: int, *,
+    inputs: tuple[tuple[Any, int] | None, tuple[Any, int] | None], progress: ClipProgress | None,
 ) -> Any:  # fmt: skip
+    """The engine's take for the request; ``inputs``: the melody reference and the audio to continue, as read."""
+    reference, continued = inputs
     from composer.engine.codec import encode_audio
     from composer.engine.types import Request
 
@@ -190,7 +192,7 @@ def _generate(
 
 
 def _write(
-    request: ClipRequest, settings: Settings, lm: Any, result: Any, text: str, seed: int, elapsed: float
+    request: ClipRequest, settings: Settings, lm: Any, result: Any, *, text: str, seed: int, elapsed: float
 ) -> ClipResult:
     from composer.audio.dsp import resample
     from composer.audio.io import write_audio

@@ -152,13 +152,13 @@ def render(
                 real_dir(folder / "stems" / sub)
         if options.regen is not None or options.pick is not None:  # recorded before generating: an interrupted
             save_state(folder, prepared.state)  # regen resumes with `compose render` and the seed it chose
-        plan, segments, stats, rerolls = _segments(prepared, plan, variants, cache, options, events, known)
+        plan, segments, stats, rerolls = _segments(prepared, plan, variants, cache, options, events=events, known=known)
         if isinstance(events, Cancellable):
             events.check()  # a cancel during the last segment: nothing is exported
         save_state(folder, prepared.state)
         _mark_exporting(folder)  # until the new manifest is written, the journal says the outputs are mixed
-        manifest = export_all(plan, prepared.arrangement, file, folder, segments, stats, prepared.state, settings,
-                              variants, rerolls)  # fmt: skip
+        manifest = export_all(plan, prepared.arrangement, file, folder, segments, stats=stats, state=prepared.state,
+                              settings=settings, variants=variants, rerolls=rerolls)  # fmt: skip
         remove_file(folder / "journal.json")  # the manifest now says it all
     return RenderResult(plan, folder, stats, manifest, time.perf_counter() - started)
 
@@ -191,7 +191,7 @@ def _pick(prepared: Prepared, cache: SegmentCache, section: str, take: int) -> N
 
 
 def _segments(
-    prepared: Prepared, plan: Plan, variants: list[Segment], cache: SegmentCache, options: RenderOptions,
+    prepared: Prepared, plan: Plan, variants: list[Segment], cache: SegmentCache, options: RenderOptions, *,
     events: RenderEvents | None, known: Known | None,
 ) -> tuple[Plan, dict[str, Take], RunStats, Rerolls | None]:  # fmt: skip
     """Every segment the outputs need: generated (and re-rolled), or read from the cache."""
@@ -213,7 +213,8 @@ def _segments(
     def make(wanted: list[Segment]) -> tuple[dict[str, Take], RunStats]:
         return render_segments(wanted, settings, cache, journal)
 
-    plan = reroll_transitions(prepared, plan, make, segments, stats, options.reroll.tries, rerolls)
+    plan = reroll_transitions(prepared, plan, make, segments=segments, stats=stats, tries=options.reroll.tries,
+                              record=rerolls)  # fmt: skip
     return plan, segments, stats, rerolls
 
 

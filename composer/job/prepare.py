@@ -64,8 +64,8 @@ class Prepared:
     def plan(self, seeds: dict[str, int] | None = None, takes: dict[str, int] | None = None) -> Plan:
         """The plan with the folder's seeds and picked takes (or ``seeds``/``takes`` instead)."""
         return build_plan(self.arrangement, self.name, self.styles, self.settings,
-                          self.state.seeds if seeds is None else seeds, self.state.takes if takes is None else takes,
-                          str(self.file))  # fmt: skip
+                          seeds=self.state.seeds if seeds is None else seeds,
+                          takes=self.state.takes if takes is None else takes, file=str(self.file))  # fmt: skip
 
     def check_section(self, section: str) -> None:
         """Raises ArrangementError (with a close match) when the arrangement has no section ``section``."""

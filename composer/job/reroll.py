@@ -29,8 +29,9 @@ def transition_scores(prepared: Prepared, plan: Plan, segments: dict[str, Take])
 
 
 def reroll_transitions(
-    prepared: Prepared, plan: Plan, make: Make, segments: dict[str, Take], stats: RunStats, tries: int, record: Rerolls
-) -> Plan:
+    prepared: Prepared, plan: Plan, make: Make, *, segments: dict[str, Take], stats: RunStats, tries: int,
+    record: Rerolls,
+) -> Plan:  # fmt: skip
     """Regenerate the transitions whose joins score above the limit; returns the plan with the kept seeds.
 
     Tries are seeded from the transition's seed ("reroll", 1..tries), so a re-run tries the same
@@ -40,12 +41,12 @@ def reroll_transitions(
     scores = transition_scores(prepared, plan, segments)
     for seg in [s for s in plan.segments if s.kind == "transition"]:
         if scores.get(seg.id, 0.0) > record.limit:
-            _reroll_one(prepared, seg, scores[seg.id], make, segments, stats, tries, record)
+            _reroll_one(prepared, seg, scores[seg.id], make, segments=segments, stats=stats, tries=tries, record=record)
     return prepared.plan()
 
 
 def _reroll_one(
-    prepared: Prepared, seg: Segment, score: float, make: Make, segments: dict[str, Take], stats: RunStats,
+    prepared: Prepared, seg: Segment, score: float, make: Make, *, segments: dict[str, Take], stats: RunStats,
     tries: int, record: Rerolls,
 ) -> None:  # fmt: skip
     state = prepared.state

@@ -187,6 +187,7 @@ def build_plan(
     name: str,
     styles: StyleLibrary,
     settings: Settings,
+    *,
     seeds: dict[str, int] | None = None,
     takes: dict[str, int] | None = None,
     file: str = "",
@@ -205,40 +206,64 @@ def build_plan(
     Raises:
         ArrangementError: crossfades longer than the audio they join.
     """
-    from composer.engine.models import architecture, cached_revision, numerics_for, resolve_repo_id
+    planner = _Planner(arr, styles, settings, seeds or {}, takes or {}, file)
+    for i in range(len(arr.sections)):
+        planner.stem(i)
+        if i + 1 < len(arr.sections) and has_transition(arr, i):
+            planner.transition(i)
+    return planner.plan(name)
 
-    seeds = seeds or {}
-    takes = takes or {}
-    grid = Grid(arr, file)
-    segments: list[Segment] = []
 
-    def continued(i: int) -> bool:
+class _Planner:
+    """The segments of one arrangement, each with its cache key, added in dependency order."""
+
+    def __init__(
+        self, arr: Arrangement, styles: StyleLibrary, settings: Settings, seeds: dict[str, int],
+        takes: dict[str, int], file: str,
+    ):  # fmt: skip
+        self.arr, self.styles, self.settings, self.seeds, self.takes, self.file = (
+            arr,
+            styles,
+            settings,
+            seeds,
+            takes,
+            file,
+        )
+        self.grid = Grid(arr, file)
+        self.segments: list[Segment] = []
+        self.pieces = [section_parts(s, styles) for s in arr.sections]  # (prompt parts, free tempo) per section
+        self.numerics: dict[str, str] = {}
+
+    def continued(self, i: int) -> bool:
         """Is section i's stem continued at a seam (by a transition or by the next section)?"""
+        arr = self.arr
         return i + 1 < len(arr.sections) and (has_transition(arr, i) or arr.sections[i + 1].continue_from == "previous")
 
-    def spare(seamed: bool, beatless: bool = False) -> float:
+    def spare(self, seamed: bool, beatless: bool = False) -> float:
         """Audio generated past a segment's length so beat alignment can pull it up to half a bar earlier
         (a segment continued at a seam hands its end to the continuation instead; a beatless one has
         no downbeat to align)."""
-        return arr.bar_s / 2 if arr.align_beats and not seamed and not beatless else 0.0
+        return self.arr.bar_s / 2 if self.arr.align_beats and not seamed and not beatless else 0.0
 
-    pieces = [section_parts(s, styles) for s in arr.sections]  # (prompt parts, free tempo) per section
-    gen = arr.generation
+    def model_fields(self, model: str) -> tuple[str, str]:
+        from composer.engine.models import architecture, cached_revision, resolve_repo_id
 
-    def model_fields(model: str) -> tuple[str, str]:
+        settings = self.settings
         repo = resolve_repo_id(model, settings)
         revision = cached_revision(repo, settings.hub_cache)
         if revision is not None:  # refuse what composer cannot run before anything is generated
             architecture(model, repo, revision, settings.hub_cache)
         return repo, revision or "not-cached"
 
-    numerics: dict[str, str] = {}
+    def add(self, seg: Segment) -> None:
+        """Add ``seg`` with its numerics and its cache key: a hash of everything that determines it."""
+        from composer.engine.models import numerics_for
 
-    def add(seg: Segment) -> None:
-        if seg.model not in numerics:
-            numerics[seg.model] = numerics_for(seg.model, settings)
-        seg = replace(seg, numerics=numerics[seg.model])
-        parent = next((s for s in segments if s.id == seg.prompt_from), None)
+        settings = self.settings
+        if seg.model not in self.numerics:
+            self.numerics[seg.model] = numerics_for(seg.model, settings)
+        seg = replace(seg, numerics=self.numerics[seg.model])
+        parent = next((s for s in self.segments if s.id == seg.prompt_from), None)
         payload = asdict(seg) | {"key": None, "id": None, "section": None, "take": None, "model": None}
         del payload["melody"]
         if seg.melody_sha256 is None:
@@ -248,85 +273,100 @@ def build_plan(
         payload |= {"engine_version": ENGINE_VERSIONS[settings.engine]}
         if settings.step_mode == "compile":  # compiled kernels round differently from the eager ones
             payload |= {"step": "compile"}
-        segments.append(Segment(**(asdict(seg) | {"sampling": seg.sampling, "key": _hash(payload)})))
+        self.segments.append(Segment(**(asdict(seg) | {"sampling": seg.sampling, "key": _hash(payload)})))
 
-    for i, sec in enumerate(arr.sections):
+    def stem(self, i: int) -> None:
+        arr, sec, gen = self.arr, self.arr.sections[i], self.arr.generation
         model = sec.model or gen.model
-        repo, rev = model_fields(model)
-        take = takes.get(sec.name, 0)
-        base = seeds.get(sec.name, sec.seed if sec.seed is not None else derive_seed(arr.seed, "stem", sec.name))
+        repo, rev = self.model_fields(model)
+        take = self.takes.get(sec.name, 0)
+        base = self.seeds.get(sec.name, sec.seed if sec.seed is not None else derive_seed(arr.seed, "stem", sec.name))
         seed = base if take == 0 else derive_seed(base, "take", take)
         o = sec.generation
-        melody, melody_sha256 = _melody(sec.melody, file)
-        prompt_from = None
-        if sec.continue_from == "previous":
-            prompt_from = segments[-1].id
-        add(
+        melody, melody_sha256 = _melody(sec.melody, self.file)
+        prompt_from = self.segments[-1].id if sec.continue_from == "previous" else None
+        parts, free = self.pieces[i]
+        length = self.grid.length(sec.duration_s, sec.name, limit=section_limit(sec), field=f"sections[{i}].duration_s")
+        self.add(
             Segment(
                 id=sec.name, kind="stem", section=sec.name, model=model, repo_id=repo, revision=rev,
-                text=compose(pieces[i][0], arr.bpm, arr.key, pieces[i][1]), seed=seed, take=take,
+                text=compose(parts, arr.bpm, arr.key, free), seed=seed, take=take,
                 sampling=Sampling(
                     cfg=o.cfg if o.cfg is not None else gen.cfg,
                     top_k=o.top_k if o.top_k is not None else gen.top_k,
                     top_p=o.top_p if o.top_p is not None else gen.top_p,
                     temperature=o.temperature if o.temperature is not None else gen.temperature,
                 ),
-                duration_s=(length := grid.length(sec.duration_s, sec.name, limit=section_limit(sec),
-                                                  field=f"sections[{i}].duration_s")),
-                frames=frames_for(length + spare(continued(i), beatless=pieces[i][1])),
+                duration_s=length, frames=frames_for(length + self.spare(self.continued(i), beatless=free)),
                 window_s=gen.window_s, stride_s=gen.stride_s,
                 prompt_from=prompt_from, prompt_s=arr.transitions.prompt_s if prompt_from else 0.0,
                 melody=melody, melody_sha256=melody_sha256,
             )
         )  # fmt: skip
-        if i + 1 < len(arr.sections) and has_transition(arr, i):
-            spec = sec.transition
-            nxt = arr.sections[i + 1]
-            t_model = (spec.model if spec and spec.model else None) or arr.transitions.model
-            t_repo, t_rev = model_fields(t_model)
-            duration = grid.length(
-                transition_duration_s(arr, i), f"{sec.name}--{nxt.name}", limit=WINDOW_S, field="transitions.duration_s"
+
+    def transition(self, i: int) -> None:
+        arr, gen = self.arr, self.arr.generation
+        sec, nxt, spec = arr.sections[i], arr.sections[i + 1], arr.sections[i].transition
+        t_model = (spec.model if spec and spec.model else None) or arr.transitions.model
+        t_repo, t_rev = self.model_fields(t_model)
+        seg_id = f"{sec.name}--{nxt.name}"
+        duration = self.grid.length(transition_duration_s(arr, i), seg_id, limit=WINDOW_S,
+                                    field="transitions.duration_s")  # fmt: skip
+        self.add(
+            Segment(
+                id=seg_id, kind="transition", section=sec.name, model=t_model,
+                repo_id=t_repo, revision=t_rev, text=transition_text(arr, i, self.styles),
+                seed=self.seeds.get(seg_id, derive_seed(arr.seed, "transition", sec.name, nxt.name)),
+                take=0,
+                sampling=Sampling(gen.cfg, gen.top_k, gen.top_p, gen.temperature),
+                duration_s=duration, frames=frames_for(duration + self.spare(False)),
+                window_s=gen.window_s, stride_s=gen.stride_s, prompt_from=sec.name,
+                prompt_s=(spec.prompt_s if spec and spec.prompt_s else None) or arr.transitions.prompt_s,
             )
-            add(
-                Segment(
-                    id=f"{sec.name}--{nxt.name}", kind="transition", section=sec.name, model=t_model,
-                    repo_id=t_repo, revision=t_rev, text=transition_text(arr, i, styles),
-                    seed=seeds.get(f"{sec.name}--{nxt.name}", derive_seed(arr.seed, "transition", sec.name, nxt.name)),
-                    take=0,
-                    sampling=Sampling(gen.cfg, gen.top_k, gen.top_p, gen.temperature),
-                    duration_s=duration, frames=frames_for(duration + spare(False)),
-                    window_s=gen.window_s, stride_s=gen.stride_s, prompt_from=sec.name,
-                    prompt_s=(spec.prompt_s if spec and spec.prompt_s else None) or arr.transitions.prompt_s,
+        )  # fmt: skip
+
+    def problems(self) -> list[Problem]:
+        """Prompts over the limit, and more generated audio than allowed once on the bar grid."""
+        arr, file = self.arr, self.file
+        problems = []
+        for seg in self.segments:  # capped after filling in the style, before any text reaches T5
+            if len(seg.text) > PROMPT_MAX_CHARS:
+                where, what = (
+                    (f"sections[{[s.name for s in arr.sections].index(seg.section)}]", "its style")
+                    if seg.kind == "stem"
+                    else ("transitions", "its style or the next section's words")
                 )
-            )  # fmt: skip
-    timeline, problems = _place(arr, segments, file, grid)
-    for seg in segments:  # capped after filling in the style, before any text reaches T5
-        if len(seg.text) > PROMPT_MAX_CHARS:
-            where, what = (
-                (f"sections[{[s.name for s in arr.sections].index(seg.section)}]", "its style")
-                if seg.kind == "stem"
-                else ("transitions", "its style or the next section's words")
+                message = (f"the prompt of {seg.id!r} is {len(seg.text)} characters with {what} "
+                           f"(limit {PROMPT_MAX_CHARS}); shorten prompt or extra")  # fmt: skip
+                problems.append(Problem(file, None, where, message))
+        generated = sum(seg.duration_s for seg in self.segments if seg.take == 0)
+        if generated > MAX_TRACK_S + 1e-6:  # on the bar grid the lengths validated may have grown
+            problems.append(Problem(file, None, "sections", f"on the bar grid {generated:.0f} s of audio is generated, "
+                                    f"more than the {MAX_TRACK_S:.0f} s limit; shorten sections"))  # fmt: skip
+        return problems
+
+    def plan(self, name: str) -> Plan:
+        arr, file, segments = self.arr, self.file, self.segments
+        timeline, problems = _place(arr, segments, file, self.grid)
+        problems += self.problems()
+        if problems:
+            raise ArrangementError(problems)
+        length = timeline[-1].end_s
+        if arr.fade_in_s + arr.fade_out_s > length:
+            fades = f"a fade-in of {arr.fade_in_s:g} s and a fade-out of {arr.fade_out_s:g} s"
+            raise ArrangementError(
+                [Problem(file, None, "fade_out_s", f"{fades} are longer than the {length:.2f} s track")]
             )
-            problems.append(Problem(file, None, where, f"the prompt of {seg.id!r} is {len(seg.text)} characters "
-                                    f"with {what} (limit {PROMPT_MAX_CHARS}); shorten prompt or extra"))  # fmt: skip
-    generated = sum(seg.duration_s for seg in segments if seg.take == 0)
-    if generated > MAX_TRACK_S + 1e-6:  # on the bar grid the lengths validated may have grown
-        problems.append(Problem(file, None, "sections", f"on the bar grid {generated:.0f} s of audio is generated, "
-                                f"more than the {MAX_TRACK_S:.0f} s limit; shorten sections"))  # fmt: skip
-    if problems:
-        raise ArrangementError(problems)
-    length = timeline[-1].end_s
-    if arr.fade_in_s + arr.fade_out_s > length:
-        fades = f"a fade-in of {arr.fade_in_s:g} s and a fade-out of {arr.fade_out_s:g} s"
-        raise ArrangementError([Problem(file, None, "fade_out_s", f"{fades} are longer than the {length:.2f} s track")])
-    warnings = list(dict.fromkeys(grid.warnings))
-    if not 90.0 <= length <= 180.0:
-        warnings.append(f"the track is {length:.1f} s long; composer aims for 90-180 s")
-    for seg in segments:
-        if seg.prompt_from and seg.prompt_s > _segment(segments, seg.prompt_from).duration_s:
-            warnings.append(f"{seg.id}: prompt_s {seg.prompt_s:g} s is longer than {seg.prompt_from}; using all of it")
-    depth = {16: 2.0, 24: 3.0, "float": 4.0}[arr.output.bit_depth] * (0.6 if arr.output.format == "flac" else 1.0)
-    return Plan(arr.title, name, segments, timeline, length, warnings, arr.output.sample_rate, depth)
+        warnings = list(dict.fromkeys(self.grid.warnings))
+        if not 90.0 <= length <= 180.0:
+            warnings.append(f"the track is {length:.1f} s long; composer aims for 90-180 s")
+        for seg in segments:
+            if seg.prompt_from and seg.prompt_s > _segment(segments, seg.prompt_from).duration_s:
+                warnings.append(
+                    f"{seg.id}: prompt_s {seg.prompt_s:g} s is longer than {seg.prompt_from}; using all of it"
+                )
+        depth = {16: 2.0, 24: 3.0, "float": 4.0}[arr.output.bit_depth] * (0.6 if arr.output.format == "flac" else 1.0)
+        return Plan(arr.title, name, segments, timeline, length, warnings, arr.output.sample_rate, depth)
 
 
 def _segment(segments: list[Segment], segment_id: str) -> Segment:
