@@ -24,22 +24,22 @@ from composer.arrangement import Arrangement, load_arrangement
 from composer.arrangement.styles import StyleLibrary
 from composer.errors import ComposerError
 from composer.job import clip
-from composer.job.clip import ClipProgress, ClipRequest, ClipResult
+from composer.job.clip import ClipError, ClipProgress, ClipRequest, ClipResult
 from composer.job.cluster import ClusterEvents, ClusterReport, render_many
-from composer.job.local import Cancelled, RenderResult
+from composer.job.local import Cancelled, RenderResult, TooLargeError
 from composer.job.local import render as _render
 from composer.job.options import Pick, Regen, RenderOptions, Reroll
-from composer.job.prepare import prepare
-from composer.job.view import FinishedRender, open_render
+from composer.job.prepare import NotRenderedError, prepare
+from composer.job.view import FinishedRender, NoRenderError, open_render
 from composer.plan import Plan
 from composer.render.run import NoEvents, RenderEvents
 from composer.settings import ENGINES, MODEL_SOURCES, Settings, device_problem, load_settings
 
 __all__ = [
-    "Arrangement", "Cancelled", "ClipProgress", "ClipRequest", "ClipResult", "ClusterEvents", "ClusterReport",
-    "ComposerError", "FinishedRender", "NoEvents", "Plan", "Regen", "RenderEvents", "RenderResult", "Reroll",
-    "Settings", "SettingsError", "export_stems", "generate_clip", "load", "open_render", "pick", "plan", "regen",
-    "render", "render_cluster", "settings_from_env",
+    "Arrangement", "Cancelled", "ClipError", "ClipProgress", "ClipRequest", "ClipResult", "ClusterEvents",
+    "ClusterReport", "ComposerError", "FinishedRender", "NoEvents", "NoRenderError", "NotRenderedError", "Plan",
+    "Regen", "RenderEvents", "RenderResult", "Reroll", "Settings", "SettingsError", "TooLargeError", "export_stems",
+    "generate_clip", "load", "open_render", "pick", "plan", "regen", "render", "render_cluster", "settings_from_env",
 ]  # fmt: skip
 
 

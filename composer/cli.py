@@ -24,7 +24,7 @@ from composer.engine.tune import choose_kernel, isa_summary, machine, score
 from composer.engine.types import Sampling
 from composer.errors import ArrangementError, ComposerError
 from composer.fsutil import filesystem_errors
-from composer.job.clip import ClipError, ClipRequest, clip_problem, generate_clip
+from composer.job.clip import ClipError, ClipRequest, clip_problem
 from composer.job.options import Regen, Reroll
 from composer.settings import ENGINES, MODEL_SOURCES, device_problem, load_settings
 
@@ -298,13 +298,15 @@ def generate(
         prompt_seconds=prompt_seconds, melody=melody, allow_long=allow_long, bit_depth=bit_depth,
         sample_rate=sample_rate,
     )  # fmt: skip
+    from composer import api
+
     with _user_errors():
         try:
             if problem := clip_problem(request):
                 raise ClipError(problem)
             settings = _settings(models, device, styles, engine)
             with _progress(f"generating {duration:g} s with {{}}") as update:
-                result = generate_clip(request, settings, progress=update)
+                result = api.generate_clip(request, settings=settings, progress=update)
         except ClipError as exc:
             _err(f"compose generate: {exc}")
             raise typer.Exit(2) from None

@@ -40,7 +40,7 @@ from composer.errors import ComposerError
 from composer.fsutil import filesystem_errors, output_tree
 from composer.job.local import Known, render
 from composer.job.options import RenderOptions
-from composer.job.prepare import Prepared, from_cache, prepare
+from composer.job.prepare import Prepared, ensure_models, from_cache, prepare
 from composer.job.reroll import reroll_transitions
 from composer.plan import Segment
 from composer.render.cache import SegmentCache
@@ -221,8 +221,6 @@ def render_many(
 def _plan_job(file: Path, settings: Settings, out_root: Path, options: RenderOptions) -> Job:
     """Check and plan one arrangement before anything is generated; its choices (a regen's seed, the
     takes to keep) are saved in its state.json, where the export task finds them."""
-    from composer.engine.models import ensure_available  # torch
-
     job = Job(file)
     try:
         prepared = prepare(file, settings, out_root)
@@ -232,9 +230,7 @@ def _plan_job(file: Path, settings: Settings, out_root: Path, options: RenderOpt
             save_state(prepared.folder, prepared.state)
         # the picked takes and the others, as `compose render --takes` (or `regen --takes`) makes them
         job.segments = prepared.plan().segments + prepared.take_variants(extra)
-        with filesystem_errors(settings.hub_cache, "run the same command again"):
-            for model in dict.fromkeys(s.model for s in job.segments):  # on the shared model cache
-                ensure_available(model, settings)
+        ensure_models(job.segments, settings)  # in the shared model cache
     except ComposerError as exc:
         job.error = str(exc)
     return job

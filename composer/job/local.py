@@ -23,7 +23,7 @@ from composer.errors import ComposerError
 from composer.export.write import export_all
 from composer.fsutil import atomic_write_text, filesystem_errors, json_text, output_tree, real_dir, remove_file
 from composer.job.options import RenderOptions
-from composer.job.prepare import NotRenderedError, Prepared, from_cache, prepare
+from composer.job.prepare import NotRenderedError, Prepared, ensure_models, from_cache, prepare
 from composer.job.reroll import reroll_transitions
 from composer.plan import Plan, Segment
 from composer.plan.estimate import vram_problem
@@ -165,7 +165,7 @@ def render(
 
 def _check_models(prepared: Prepared, allow_large: bool) -> None:
     """Before anything is written: the device exists, the plan's models fit it, and they are in the cache."""
-    from composer.engine.models import ensure_available, pick_device
+    from composer.engine.models import pick_device
 
     settings = prepared.settings
     pick_device(settings.device)  # "cuda" without CUDA fails here
@@ -175,9 +175,7 @@ def _check_models(prepared: Prepared, allow_large: bool) -> None:
     device_type = "cpu" if settings.device == "cpu" else "cuda"
     if not allow_large and (problem := vram_problem(draft, settings.model_source, device_type)):
         raise TooLargeError(problem)  # before any download: a model that cannot fit the GPU is refused
-    with filesystem_errors(settings.hub_cache, "run the same command again"):
-        for model in dict.fromkeys(s.model for s in draft.segments):
-            ensure_available(model, settings)
+    ensure_models(draft.segments, settings)
 
 
 def _pick(prepared: Prepared, cache: SegmentCache, section: str, take: int) -> None:

@@ -18,6 +18,7 @@ from composer.arrangement import Arrangement, load_arrangement
 from composer.arrangement.styles import StyleLibrary
 from composer.engine.types import Take
 from composer.errors import ArrangementError, ComposerError, Problem
+from composer.fsutil import filesystem_errors
 from composer.job.options import Regen
 from composer.plan import Plan, Segment, build_plan
 from composer.render.cache import SegmentCache
@@ -109,6 +110,21 @@ class Prepared:
                 plan = self.plan(takes=self.state.takes | {section: take})
                 variants.append(replace(plan.segment(section), id=f"{section}.take{take}"))
         return variants
+
+
+def ensure_models(segments: list[Segment], settings: Settings) -> None:
+    """Every model the segments use is in the model cache (downloaded now where allowed), before the
+    plan's cache keys are trusted: they include each model's revision.
+
+    Raises:
+        ModelLoadingError: a model is missing offline, or of an architecture composer does not run.
+        CannotWriteError / DiskFullError: the model cache cannot be written.
+    """
+    from composer.engine.models import ensure_available
+
+    with filesystem_errors(settings.hub_cache, "run the same command again"):
+        for model in dict.fromkeys(s.model for s in segments):
+            ensure_available(model, settings)
 
 
 def prepare(file: Path, settings: Settings, out_root: Path) -> Prepared:

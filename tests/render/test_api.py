@@ -76,3 +76,26 @@ def test_open_render_refuses_a_folder_without_a_finished_render(tmp_path: Path, 
                                 "damaged": "not a manifest composer wrote"}  # fmt: skip
     with pytest.raises(NoRenderError, match=expected[case]):
         api.open_render(folder)
+
+
+@pytest.mark.parametrize(
+    ("env", "kwargs", "message"),
+    [
+        ({}, {"models": "huge"}, "models 'huge': expected one of hub, tiny, random"),
+        (
+            {},
+            {"device": "gpu"},
+            "device 'gpu': expected auto, cpu, cuda or cuda:N (composer runs MusicGen on NVIDIA GPUs or the CPU)",
+        ),
+        ({}, {"engine": "fastest"}, "engine 'fastest': expected one of fast, transformers"),
+        ({"COMPOSER_BATCH": "lots"}, {}, "COMPOSER_BATCH='lots': expected a whole number"),
+    ],
+)
+def test_settings_from_env_refuses_bad_values_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], kwargs: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(api.SettingsError) as caught:
+        api.settings_from_env(**kwargs)
+    assert str(caught.value) == message and caught.value.exit_code == 2
