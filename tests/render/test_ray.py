@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -204,7 +205,8 @@ def test_numerics_that_follow_the_thread_count_are_refused_on_another(
     report = render_many(songs[:1], replace(settings, engine="transformers"), tmp_path, threads=other)
     [job] = report.failed
     assert job.error is not None and "\n" not in job.error and "ray::" not in job.error
-    assert f"planned for cpu-float32-reference-{isa_tag()}-t{driver} " in job.error
-    assert f"runs cpu-float32-reference-{isa_tag()}-t{other};" in job.error
+    # the type is the tuned kernel's (which the machine's speed decides for the tiny shapes); the count is the point
+    assert re.search(rf"planned for cpu-\w+-reference-{isa_tag()}-t{driver} ", job.error), job.error
+    assert re.search(rf"runs cpu-\w+-reference-{isa_tag()}-t{other};", job.error), job.error
     assert "same thread count" in job.error
     assert report.generated == [] and not list((tmp_path / "cache" / "segments").glob("*.npz"))
