@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,8 +23,11 @@ def python_blocks(path: Path) -> list[str]:
 
 @pytest.fixture
 def scratch(tiny_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working folder with the example arrangements, as a user's project would have them."""
+    """A working folder with the example arrangements and the README's first.yaml, as a user's would be."""
     shutil.copytree(REPO / "arrangements", tmp_path / "arrangements")
+    first = re.search(r"<!-- file: first.yaml -->\n```yaml\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    assert first is not None, "the README's walkthrough writes first.yaml"
+    (tmp_path / "first.yaml").write_text(first.group(1), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -35,8 +39,8 @@ def test_api_examples_run(scratch: Path, index: int, capsys: pytest.CaptureFixtu
     printed = capsys.readouterr().out
     assert printed.strip(), "the example prints what it shows"
     if index == 0:
-        assert "{'drive': 7} {'tension': 1}" in printed
-        assert (scratch / "output" / "ebm_set" / "stems" / "takes").is_dir()
+        assert "{'drive': 7} {'outro': 1}" in printed
+        assert (scratch / "output" / "first" / "stems" / "takes").is_dir()
     if index == 1:
         assert "render cancelled" in printed and "generated now" in printed
 
@@ -124,12 +128,28 @@ def _runnable(page: Path) -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize("page", [p for p in PAGES if _runnable(p)], ids=lambda p: p.name)
 def test_runnable_blocks_run(page: Path, scratch: Path) -> None:
     """Each page's walkthrough as a user would follow it, in a fresh folder: files written, then every
-    marked block run in order (with ``compose`` of this environment on the PATH)."""
+    marked block run in order. A ``compose`` line runs in this process (typer's runner: the same
+    command without a new interpreter's start-up); any other line, and Python blocks, run as written."""
+    from typer.testing import CliRunner
+
+    from composer.cli import app
+
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for marker, language, code in _runnable(page):
         if marker.startswith("file: "):
             (scratch / marker.removeprefix("file: ")).write_text(code, encoding="utf-8")
             continue
-        command = ["bash", "-e", "-c", code] if language == "bash" else [sys.executable, "-c", code]
-        done = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, f"{page.name}: {code}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        if language == "python":
+            done = subprocess.run([sys.executable, "-c", code], cwd=scratch, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, f"{page.name}: {code}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+            continue
+        for line in code.splitlines():
+            words = shlex.split(line, comments=True)
+            if not words:
+                continue
+            if words[0] == "compose":
+                result = CliRunner().invoke(app, words[1:])
+                assert result.exit_code == 0, f"{page.name}: {line}\n{result.output[-2000:]}"
+            else:
+                done = subprocess.run(["bash", "-e", "-c", line], cwd=scratch, env=env, capture_output=True, text=True)
+                assert done.returncode == 0, f"{page.name}: {line}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
