@@ -60,7 +60,9 @@ def test_two_arrangements_share_the_cache_concurrently(tiny_env: Path, tmp_path:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "composer", "render", str(f), "--out", str(out)],
-            env=dict(os.environ),
+            # one thread each: two processes spinning two threads each on a 2-core machine take 5x as long,
+            # and the mix does not depend on the thread count (tests/render/test_threads.py)
+            env=dict(os.environ) | {"OMP_NUM_THREADS": "1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
