@@ -35,7 +35,7 @@ venv_py=.venv/bin/python
 stamp=.venv/.composer-install-stamp
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) torch==$torch_version"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "== installing torch==$torch_version and composer[dev,ray]"
+  echo "== installing torch==$torch_version and composer[dev,ray,studio]"
   "$venv_py" -m pip install -q --upgrade pip
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "   GPU found: installing a CUDA build of torch"
@@ -44,7 +44,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   # shellcheck disable=SC2086
   "$venv_py" -m pip install -q "torch==$torch_version" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-  "$venv_py" -m pip install -q -e ".[dev,ray]"  # ray: the cluster tests run a real local Ray cluster
+  "$venv_py" -m pip install -q -e ".[dev,ray,studio]"  # ray: the cluster tests run a real local Ray cluster
   echo "$want" > "$stamp"
 fi
 

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("composer.export",),
     ("composer.job",),
     ("composer.api",),
+    ("composer.studio",),
     ("composer.cli_render",),
     ("composer.cli",),
     ("composer.__main__",),
@@ -163,7 +164,7 @@ def test_no_private_name_is_imported_from_another_module() -> None:
 # Third-party modules slow enough to import (or optional: ray, PIL) that composer imports them where they
 # are used; a composer module that brings one in at import time may be imported lazily as well.
 HEAVY = {"torch", "transformers", "tokenizers", "huggingface_hub", "safetensors", "ray", "PIL", "rich", "scipy",
-         "numpy", "pydantic", "soundfile", "soxr", "pyloudnorm", "ruamel"}  # fmt: skip
+         "numpy", "pydantic", "soundfile", "soxr", "pyloudnorm", "ruamel", "starlette", "uvicorn"}  # fmt: skip
 
 
 def _top_level_imports(path: Path) -> set[str]:
