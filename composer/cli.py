@@ -24,7 +24,7 @@ from composer.engine.tune import choose_kernel, isa_summary, machine, score
 from composer.engine.types import Sampling
 from composer.errors import ArrangementError, ComposerError
 from composer.fsutil import filesystem_errors
-from composer.job.clip import ClipError, ClipRequest, clip_problem
+from composer.job.clip import ClipError, ClipRequest, clip_problem, key_option_problem
 from composer.job.options import Regen, Reroll
 from composer.settings import ENGINES, MODEL_SOURCES, device_problem, load_settings
 
@@ -153,10 +153,8 @@ def _user_errors() -> Iterator[None]:
 
 def _check_key(command: str, key: str | None) -> None:
     """Refuse a key an arrangement would refuse (exit 2), before anything else happens."""
-    from composer.arrangement.schema import key_problem
-
-    if key is not None and (problem := key_problem(key)):
-        _err(f"compose {command}: --key {key!r}: {problem.split('; ', 1)[1]}")
+    if problem := key_option_problem(key):
+        _err(f"compose {command}: {problem}")
         raise typer.Exit(2)
 
 

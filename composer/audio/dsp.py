@@ -18,6 +18,11 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=0, keepdims=True)
 
 
+def peak_columns(mono: np.ndarray, columns: int) -> list[float]:
+    """The largest |sample| in each of ``columns`` near-equal runs of ``mono`` (a waveform's outline)."""
+    return [float(np.abs(run).max()) if run.size else 0.0 for run in np.array_split(mono, columns)]
+
+
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Resample (channels, samples) with soxr's very-high-quality filter."""
     if from_rate <= 0 or to_rate <= 0:

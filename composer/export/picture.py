@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from composer.audio.dsp import peak_columns
 from composer.fsutil import atomic_path
 from composer.plan import Plan
 
@@ -98,11 +99,9 @@ def _sections(draw: Any, font: Any, plan: Plan, x_of: Callable[[float], int]) ->
 def _waveform(draw: Any, audio: np.ndarray) -> None:
     """The mix's peak envelope, one column per pixel."""
     mono = np.abs(audio).max(axis=0) if audio.size else np.zeros(1)
-    columns = np.array_split(mono, WIDTH) if mono.size >= WIDTH else [mono]
     mid = (WAVE_TOP + WAVE_BOTTOM) / 2
     half = (WAVE_BOTTOM - WAVE_TOP) / 2
-    for x, column in enumerate(columns):
-        peak = float(column.max()) if column.size else 0.0
+    for x, peak in enumerate(peak_columns(mono, WIDTH if mono.size >= WIDTH else 1)):
         draw.line([x, mid - peak * half, x, mid + peak * half], fill=(50, 90, 140))
 
 

@@ -73,9 +73,16 @@ def clip_problem(request: ClipRequest) -> str | None:
         return f"--output {output}: use a .wav or .flac file name"
     if problem := _output_problem(output):  # before generating: minutes of work must not be lost to a typo
         return f"--output {output}: {problem}"
-    if request.key is not None and (problem := key_problem(request.key)):
-        return f"--key {request.key!r}: {problem.split('; ', 1)[1]}"
+    if problem := key_option_problem(request.key):
+        return problem
     return _format_problem(request)
+
+
+def key_option_problem(key: str | None) -> str | None:
+    """Why ``--key`` is refused (the arrangement's rule, said of the option), or None."""
+    if key is not None and (problem := key_problem(key)):
+        return f"--key {key!r}: {problem.split('; ', 1)[1]}"
+    return None
 
 
 def _format_problem(request: ClipRequest) -> str | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from composer import faults
-from composer.assembly.seams import REROLL_ABOVE, Rerolls
+from composer.assembly.seams import Rerolls
 from composer.engine.types import Take
 from composer.errors import ComposerError
 from composer.export.write import export_all
@@ -205,8 +205,7 @@ def _segments(
     segments, stats = render_segments(plan.segments + variants, settings, cache, journal)
     if options.reroll is None or options.reroll.tries <= 0:
         return plan, segments, stats, None
-    above = options.reroll.above
-    rerolls = Rerolls(above if above is not None else REROLL_ABOVE)
+    rerolls = options.reroll.record()
 
     def make(wanted: list[Segment]) -> tuple[dict[str, Take], RunStats]:
         return render_segments(wanted, settings, cache, journal)
@@ -240,7 +239,6 @@ class Journal:
         self.path = path
         self.events = events or NoEvents()
         self.pending = [s.id for s in segments]
-        self.keys = {s.id: s.key for s in segments}
         self.done: list[dict[str, Any]] = []
 
     def _write(self) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from composer.assembly.seams import REROLL_ABOVE, Rerolls
+
 
 @dataclass(frozen=True, kw_only=True)
 class Regen:
@@ -30,6 +32,10 @@ class Reroll:
 
     tries: int
     above: float | None = None
+
+    def record(self) -> Rerolls:
+        """An empty record of the tries, with the limit in force (``above``, else the default)."""
+        return Rerolls(self.above if self.above is not None else REROLL_ABOVE)
 
 
 @dataclass(frozen=True, kw_only=True)

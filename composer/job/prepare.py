@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-import json
 import logging
-import os
 import random
 import re
-import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from composer.engine.types import Take
 from composer.errors import ArrangementError, ComposerError, Problem
 from composer.fsutil import filesystem_errors
 from composer.job.options import Regen
+from composer.job.view import NoRenderError, read_json_object
 from composer.plan import Plan, Segment, build_plan
 from composer.render.cache import SegmentCache
 from composer.render.run import RunStats
@@ -201,14 +199,11 @@ def from_cache(
 
 def _rendered_with(folder: Path) -> str | None:
     """The model source the folder's manifest records (None when there is no readable manifest)."""
-    path = folder / "manifest.json"
     try:
-        info = os.lstat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > 16 * 2**20:
-            return None
-        source = json.loads(path.read_text(encoding="utf-8")).get("model_source")
-    except (OSError, ValueError, AttributeError, RecursionError):
+        manifest = read_json_object(folder / "manifest.json")
+    except NoRenderError:  # not a regular file of at most 16 MB, or not a JSON object
         return None
+    source = manifest.get("model_source") if manifest else None
     return source if source in MODEL_SOURCES else None
 
 

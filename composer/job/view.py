@@ -101,7 +101,7 @@ class FinishedRender:
         return next(s for s in self.segments if s.id == id)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json_object(path: Path) -> dict[str, Any] | None:
     """A regular file's JSON object (None when there is none); a damaged one raises NoRenderError."""
     try:
         info = os.lstat(path)
@@ -125,8 +125,8 @@ def open_render(folder: Path) -> FinishedRender:
         NoRenderError: no manifest.json there (never finished: see ``pending``), or one composer
             cannot read.
     """
-    manifest = _read_json(folder / "manifest.json")
-    journal = _read_json(folder / "journal.json")
+    manifest = read_json_object(folder / "manifest.json")
+    journal = read_json_object(folder / "journal.json")
     if manifest is None:
         todo = ", ".join(str(p) for p in (journal or {}).get("pending", [])) or "nothing recorded"
         raise NoRenderError(f"{folder}: no finished render (manifest.json) there; still to render: {todo}")

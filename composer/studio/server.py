@@ -30,6 +30,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from composer import api
+from composer.audio.dsp import peak_columns
 from composer.job.prepare import output_name
 from composer.job.view import FinishedRender
 from composer.settings import Settings
@@ -191,6 +192,5 @@ def _peaks(mix: Path) -> dict[str, Any]:
 
     audio, rate = sf.read(str(mix), dtype="float32", always_2d=True)
     mono = np.abs(audio).max(axis=1) if audio.size else np.zeros(1, np.float32)
-    columns = np.array_split(mono, min(PEAK_COLUMNS, mono.size))
-    peaks = [round(float(c.max()), 4) if c.size else 0.0 for c in columns]
+    peaks = [round(p, 4) for p in peak_columns(mono, min(PEAK_COLUMNS, mono.size))]
     return {"sample_rate": rate, "seconds": mono.size / rate, "peaks": peaks}
