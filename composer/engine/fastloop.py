@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from composer.engine.kernels import threads
+from composer.engine.kernels import attention, threads
 from composer.engine.sampling import Row, SamplingPlan, plan_sampling, round_up, sample_next, sampling_tensors
 from composer.engine.weights import decoder_weights, restore_weights
 from composer.errors import EngineError
@@ -327,7 +327,6 @@ class FastDecoder:
 
     def _prefill_rows(self, hidden: torch.Tensor, rows: torch.Tensor, index: torch.Tensor, state: StepState) -> None:
         """A causal multi-position forward over embeddings ``hidden`` (n, T, D) writing the cache of ``rows``."""
-        import torch.nn.functional as F
 
         n, steps, _ = hidden.shape
         cond = index.shape[0]
@@ -338,14 +337,12 @@ class FastDecoder:
             q, kk, v = self._split(q), self._split(kk), self._split(v)
             state.cache_k[i, rows, :, :steps] = kk
             state.cache_v[i, rows, :, :steps] = v
-            attn = F.scaled_dot_product_attention(q, kk, v, is_causal=True)
+            attn = attention(q, kk, v, causal=True)
             hidden = residual + layer.out(attn.transpose(1, 2).reshape(n, steps, self.dim))
             if layer.cross_q is not None and layer.cross_out is not None and layer.norm_cross is not None:
                 hidden = hidden.clone()
                 qc = self._split(layer.cross_q(self._norm(hidden[:cond], layer.norm_cross)))
-                attn = F.scaled_dot_product_attention(
-                    qc, state.cross_k[i, index], state.cross_v[i, index], attn_mask=state.cross_mask[index]
-                )
+                attn = attention(qc, state.cross_k[i, index], state.cross_v[i, index], state.cross_mask[index])
                 hidden[:cond] += layer.cross_out(attn.transpose(1, 2).reshape(cond, steps, self.dim))
             hidden = hidden + layer.fc2(self.w.activation(layer.fc1(self._norm(hidden, layer.norm_ffn))))
 
@@ -384,7 +381,6 @@ class FastDecoder:
                 the whole cache (fixed shapes: compiled and captured steps).
         """
         import torch
-        import torch.nn.functional as F
 
         b, k, bucket = state.filled.shape
         guidance = state.plan.guidance
@@ -414,20 +410,16 @@ class FastDecoder:
             q = self._split(q)
             if len(windows) == 1:
                 w = windows[0][1]
-                attn = F.scaled_dot_product_attention(
-                    q, state.cache_k[i, :, :, :w], state.cache_v[i, :, :, :w], attn_mask=masks[0]
-                )
+                attn = attention(q, state.cache_k[i, :, :, :w], state.cache_v[i, :, :, :w], masks[0])
             else:
                 attn = torch.empty_like(q)
                 for (rows, w), mask in zip(windows, masks, strict=True):
                     keys, values = state.cache_k[i, rows, :, :w], state.cache_v[i, rows, :, :w]
-                    attn[rows] = F.scaled_dot_product_attention(q[rows], keys, values, attn_mask=mask)
+                    attn[rows] = attention(q[rows], keys, values, mask)
             hidden = residual + layer.out(attn.transpose(1, 2).reshape(n, 1, self.dim))
             if layer.cross_q is not None and layer.cross_out is not None and layer.norm_cross is not None:
                 qc = self._split(layer.cross_q(self._norm(hidden[:b], layer.norm_cross)))
-                attn = F.scaled_dot_product_attention(
-                    qc, state.cross_k[i], state.cross_v[i], attn_mask=state.cross_mask
-                )
+                attn = attention(qc, state.cross_k[i], state.cross_v[i], state.cross_mask)
                 cross = layer.cross_out(attn.transpose(1, 2).reshape(b, 1, self.dim))
                 hidden = hidden + (torch.cat([cross, torch.zeros_like(cross)]) if guidance else cross)
             hidden = hidden + layer.fc2(self.w.activation(layer.fc1(self._norm(hidden, layer.norm_ffn))))

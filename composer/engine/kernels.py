@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-KERNEL_VERSION = 1  # bumped when a kernel would round differently (part of every cache key)
+KERNEL_VERSION = 2  # bumped when a kernel would round differently (part of every cache key); 2: attention()
 ROWS = 16  # the default chunk: every CPU product runs on row chunks of exactly this many rows
 CHUNKS: tuple[int, ...] = (2, 16)  # chunk sizes the tuner compares: 2 = one segment with guidance
 CPU_KERNELS: tuple[str, ...] = ("float32", "bfloat16", "float16", "int8")
@@ -135,6 +135,76 @@ class Linear:
         else:
             out = torch.cat([self._chunk(rows[i : i + chunk]) for i in range(0, rows.shape[0], chunk)])
         return out[:m].reshape(*lead, self.out_features)
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
+) -> torch.Tensor:
+    """Scaled dot-product attention (rows, heads, L, d) whose result for a row depends on that row alone.
+
+    torch's fused CPU kernel (flash attention) in float32 can round differently on each thread: on a
+    2-core AMD EPYC with AVX-512 (torch 2.13), every row a second thread computed differed from the
+    same row computed on one thread, so a segment's tokens changed with its place in the batch. The
+    unfused form (two batched products with a fixed reduction per row, and a softmax along each row)
+    does not, and was no slower there at decoding shapes (10 rows x 16 heads, 64 to 1536 positions).
+    Other types keep the fused kernel, whose invariance :func:`probe_attention` checks per machine
+    (the tuner refuses a kernel where it varies); so does CUDA.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if q.device.type != "cpu" or q.dtype != torch.float32:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    if causal:
+        length, total = q.shape[-2], k.shape[-2]
+        mask = torch.ones(length, total, dtype=torch.bool, device=q.device).tril(total - length)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def probe_attention(kernel: str, thread_counts: list[int], seed: int = 0) -> list[str]:
+    """Where :func:`attention` in ``kernel``'s activation type gives a row other bits at another batch size,
+    row position or thread count (decoding steps over 64 and 300 positions, and a causal prefill)."""
+    import torch
+
+    dtype = activation_dtype(kernel)
+    gen = torch.Generator().manual_seed(seed)
+    failures: list[str] = []
+    n = 10
+    for queries, positions in ((1, 64), (1, 300), (24, 24)):
+        q = torch.randn(n, 16, queries, 64, generator=gen).to(dtype)
+        k, v = (torch.randn(n, 16, positions, 64, generator=gen).to(dtype) for _ in range(2))
+        ends = torch.randint(positions // 2, positions, (n,), generator=gen)
+        mask = None if queries > 1 else (torch.arange(positions) <= ends[:, None]).view(n, 1, 1, positions)
+        label = f"attention {queries}x{positions}"
+        failures += _attention_failures(q, k, v, mask, thread_counts, label)
+    return failures
+
+
+def _attention_failures(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, counts: list[int], label: str
+) -> list[str]:
+    import torch
+
+    causal, n = mask is None, q.shape[0]
+
+    def run(rows: slice | torch.Tensor) -> torch.Tensor:
+        return attention(q[rows], k[rows], v[rows], None if mask is None else mask[rows], causal)
+
+    with threads(1):
+        alone = torch.cat([run(slice(i, i + 1)) for i in range(n)])
+    failures = []
+    for count in counts:
+        with threads(count):
+            checks = [("batched", run(slice(0, n))), ("reversed", run(torch.arange(n - 1, -1, -1)).flip(0)),
+                      ("3 rows", torch.cat([run(slice(0, 3)), alone[3:]]))]  # fmt: skip
+        for name, got in checks:
+            if not torch.equal(got, alone):
+                bad = int((got != alone).flatten(1).any(dim=1).sum())
+                failures.append(f"{label} {name} on {count} thread(s): {bad} row(s) differ")
+    return failures
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composer.engine.kernels import CHUNKS, KERNEL_VERSION, ROWS, Linear, packing_available, probe
+from composer.engine.kernels import CHUNKS, KERNEL_VERSION, ROWS, Linear, packing_available, probe, probe_attention
 from composer.fsutil import atomic_write_text, json_text
 
 if TYPE_CHECKING:
@@ -222,7 +222,8 @@ def probe_variant(
     they are invariant, unpadded ones too (no padding needed when those are invariant as well)."""
     padded = probe(kernel, shapes, counts, pad=True, rows=rows)
     unpadded = probe(kernel, shapes, counts, pad=False, rows=rows) if padded["invariant"] else {}
-    return padded["invariant"], not unpadded.get("invariant", False), padded["failures"]
+    failures = padded["failures"] + probe_attention(kernel, counts)
+    return not failures, not unpadded.get("invariant", False), failures
 
 
 def measure(

@@ -166,3 +166,34 @@ def test_the_probe_catches_a_product_that_rounds_with_the_batch(monkeypatch: pyt
     unpadded = kernels.probe("float32", shapes, [1], pad=False, rows=16)
     assert not unpadded["invariant"] and any("rows" in f or "batched" in f for f in unpadded["failures"])
     assert kernels.probe("float32", shapes, [1], pad=True, rows=16)["invariant"], "padded chunks all have 16 rows"
+
+
+def test_attention_is_the_usual_attention_and_the_probe_catches_one_that_rounds_by_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fp32 attention runs unfused on the CPU (the fused kernel rounded by thread on an AVX-512 EPYC):
+    it must still be scaled dot-product attention, and the tuner's probe must refuse one that varies."""
+    import torch
+    import torch.nn.functional as F
+
+    from composer.engine import kernels
+
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(3, 4, n, 16, generator=gen) for n in (1, 40, 40))
+    mask = (torch.arange(40) <= torch.tensor([10, 25, 39])[:, None]).view(3, 1, 1, 40)
+    expected = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=mask).float()
+    assert torch.allclose(kernels.attention(q, k, v, mask), expected, atol=1e-5)
+    qc = torch.randn(3, 4, 40, 16, generator=gen)
+    expected = F.scaled_dot_product_attention(qc.double(), k.double(), v.double(), is_causal=True).float()
+    assert torch.allclose(kernels.attention(qc, k, v, causal=True), expected, atol=1e-5)
+
+    assert kernels.probe_attention("float32", [1, 2]) == []
+    real = kernels.attention
+
+    def by_thread(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: object = None, causal: bool = False):  # type: ignore[no-untyped-def]
+        return real(q, k, v, mask, causal) + 1e-6 * torch.get_num_threads()  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kernels, "attention", by_thread)
+    failures = kernels.probe_attention("float32", [1, 2])
+    assert failures and all("2 thread(s)" in f for f in failures)
+    assert not tune.probe_variant("float32", [(32, 32)], [1, 2], rows=2)[0], "the tuner refuses such a kernel"
