@@ -14,6 +14,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from composer.cli import app
+from composer.engine.kernels import KERNEL_VERSION
 from composer.engine.tune import isa_tag, machine
 from tests.conftest import REPO
 
@@ -267,7 +268,7 @@ def test_generate_format_options(tiny_env: Path, tmp_path: Path) -> None:
     assert record["kernel"] in ("float32", "bfloat16", "float16") and record["dtype"] == record["kernel"]
     rows = record["kernel_choice"]["rows"]
     build = f"{isa_tag()}-dnnl{machine()['onednn']}"
-    assert rows in (2, 16) and record["numerics"] == f"cpu-{record['kernel']}-r{rows}-k1-{build}"
+    assert rows in (2, 16) and record["numerics"] == f"cpu-{record['kernel']}-r{rows}-k{KERNEL_VERSION}-{build}"
     assert record["kernel_choice"]["chosen"] in ("tuned", "cached")
     flac = runner.invoke(app, ["generate", "--prompt", "p", "-d", "1", "-o", str(tmp_path / "c.flac"),
                                "--bit-depth", "float"])  # fmt: skip
