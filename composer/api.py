@@ -24,6 +24,8 @@ from composer.arrangement import Arrangement, load_arrangement
 from composer.arrangement.styles import StyleLibrary
 from composer.errors import ComposerError
 from composer.job import clip
+from composer.job.audition import Audition
+from composer.job.audition import audition as _audition
 from composer.job.clip import ClipError, ClipProgress, ClipRequest, ClipResult
 from composer.job.cluster import ClusterEvents, ClusterReport, render_many
 from composer.job.local import Cancelled, RenderResult, TooLargeError
@@ -32,14 +34,15 @@ from composer.job.options import Pick, Regen, RenderOptions, Reroll
 from composer.job.prepare import NotRenderedError, prepare
 from composer.job.view import FinishedRender, NoRenderError, open_render
 from composer.plan import Plan
-from composer.render.run import NoEvents, RenderEvents
+from composer.render.run import KeptEngine, NoEvents, RenderEvents
 from composer.settings import ENGINES, MODEL_SOURCES, Settings, device_problem, load_settings
 
 __all__ = [
-    "Arrangement", "Cancelled", "ClipError", "ClipProgress", "ClipRequest", "ClipResult", "ClusterEvents",
-    "ClusterReport", "ComposerError", "FinishedRender", "NoEvents", "NoRenderError", "NotRenderedError", "Plan",
-    "Regen", "RenderEvents", "RenderResult", "Reroll", "Settings", "SettingsError", "TooLargeError", "export_stems",
-    "generate_clip", "load", "open_render", "pick", "plan", "regen", "render", "render_cluster", "settings_from_env",
+    "Arrangement", "Audition", "Cancelled", "ClipError", "ClipProgress", "ClipRequest", "ClipResult", "ClusterEvents",
+    "ClusterReport", "ComposerError", "FinishedRender", "KeptEngine", "NoEvents", "NoRenderError", "NotRenderedError",
+    "Plan", "Regen", "RenderEvents", "RenderResult", "Reroll", "Settings", "SettingsError", "TooLargeError",
+    "audition", "export_stems", "generate_clip", "load", "open_render", "pick", "plan", "regen", "render",
+    "render_cluster", "settings_from_env",
 ]  # fmt: skip
 
 
@@ -98,6 +101,7 @@ def render(
     settings: Settings | None = None,
     events: RenderEvents | None = None,
     cancel: threading.Event | None = None,
+    engines: KeptEngine | None = None,
 ) -> RenderResult:
     """``compose render``: generate what the cache lacks, assemble, master, write ``<out>/<name>/``.
 
@@ -107,9 +111,11 @@ def render(
         events: progress callbacks (see :class:`composer.render.run.RenderEvents`).
         cancel: set it from another thread or a callback to stop at the next segment or decoding step
             (raises :class:`Cancelled`; what finished stays cached, the same call resumes).
+        engines: a :class:`KeptEngine` keeps the last model loaded for the next call (``close()`` it);
+            default: the models are loaded for this call and released after it.
     """
     options = RenderOptions(takes=takes, reroll=reroll, allow_large=allow_large)
-    return _run(file, out, options, settings, events, cancel)
+    return _run(file, out, options, settings, events, cancel, engines=engines)
 
 
 def regen(
@@ -118,6 +124,7 @@ def regen(
     *,
     seed: int | None = None,
     reset: bool = False,
+    add_take: bool = False,
     takes: int = 1,
     reroll: Reroll | None = None,
     allow_large: bool = False,
@@ -125,13 +132,14 @@ def regen(
     settings: Settings | None = None,
     events: RenderEvents | None = None,
     cancel: threading.Event | None = None,
+    engines: KeptEngine | None = None,
 ) -> RenderResult:
     """``compose regen``: a new seed for ``section`` (``seed``, else a random one, recorded), or with
-    ``reset`` back to the arrangement's; then what depends on it, and the mix."""
-    options = RenderOptions(
-        takes=takes, regen=Regen(section=section, seed=seed, reset=reset), reroll=reroll, allow_large=allow_large
-    )
-    return _run(file, out, options, settings, events, cancel)
+    ``reset`` back to the arrangement's, or with ``add_take`` one more take of its seed (the others
+    kept); then what depends on it, and the mix."""
+    regen = Regen(section=section, seed=seed, reset=reset, add_take=add_take)
+    options = RenderOptions(takes=takes, regen=regen, reroll=reroll, allow_large=allow_large)
+    return _run(file, out, options, settings, events, cancel, engines=engines)
 
 
 def pick(
@@ -142,9 +150,29 @@ def pick(
     out: Path | str | None = None,
     settings: Settings | None = None,
     events: RenderEvents | None = None,
+    cancel: threading.Event | None = None,
+    engines: KeptEngine | None = None,
 ) -> RenderResult:
-    """``compose pick``: use take ``take`` of ``section`` (rendered with ``takes``) from now on."""
-    return _run(file, out, RenderOptions(pick=Pick(section=section, take=take)), settings, events, None)
+    """``compose pick``: use take ``take`` of ``section`` (rendered with ``takes``) from now on (what
+    depends on it, such as the transitions continuing it, is generated now)."""
+    options = RenderOptions(pick=Pick(section=section, take=take))
+    return _run(file, out, options, settings, events, cancel, engines=engines)
+
+
+def audition(
+    file: Path | str, section: str, take: int, *, out: Path | str | None = None, settings: Settings | None = None
+) -> Audition:
+    """The mix as it would be with take ``take`` of ``section`` (assembled from the cache at the mix's
+    loudness; nothing is generated): a WAV in ``<out>/cache/auditions/``. Segments made from the picked
+    take's audio (a transition continuing it) are heard as in the current mix until ``pick``; the result
+    names them in ``borrowed``.
+
+    Raises:
+        NotRenderedError: that take was never rendered (``render(..., takes=take + 1)`` first).
+    """
+    s = settings or settings_from_env()
+    root = Path(out) if out is not None else s.output_dir
+    return _audition(Path(file), section, take, s, root)
 
 
 def export_stems(
@@ -177,11 +205,11 @@ def render_cluster(
 
 def _run(
     file: Path | str, out: Path | str | None, options: RenderOptions, settings: Settings | None,
-    events: RenderEvents | None, cancel: threading.Event | None,
+    events: RenderEvents | None, cancel: threading.Event | None, *, engines: KeptEngine | None = None,
 ) -> RenderResult:  # fmt: skip
     s = settings or settings_from_env()
     root = Path(out) if out is not None else s.output_dir
-    return _render(Path(file), s, root, options, events=events, cancel=cancel)
+    return _render(Path(file), s, root, options, events=events, cancel=cancel, engines=engines)
 
 
 def generate_clip(

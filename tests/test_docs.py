@@ -41,7 +41,10 @@ def test_api_examples_run(scratch: Path, index: int, capsys: pytest.CaptureFixtu
     if index == 0:
         assert "{'drive': 7} {'outro': 1}" in printed
         assert (scratch / "output" / "first" / "stems" / "takes").is_dir()
-    if index == 1:
+    if "api.audition" in code:
+        wav = printed.split()[0]
+        assert (scratch / wav).is_file() and "cache/auditions" in wav and "borrowed: []" in printed
+    if "cancel" in code:
         assert "render cancelled" in printed and "generated now" in printed
 
 

@@ -45,7 +45,7 @@ from composer.job.reroll import reroll_transitions
 from composer.plan import Segment
 from composer.render.cache import SegmentCache
 from composer.render.lock import render_lock
-from composer.render.run import RunStats, ready_segments, render_segments
+from composer.render.run import KeptEngine, RunStats, ready_segments, render_segments
 from composer.render.state import save_state
 from composer.settings import Settings
 
@@ -105,41 +105,18 @@ class SegmentWorker:
         torch.set_num_threads(threads)
         self.settings = settings
         self.cache = SegmentCache(Path(cache_root))
-        self.engine: Any = None
+        self.engines = KeptEngine()
         # a test's fault fires once per cluster run: a restarted actor finds the marker and runs clean
         if fault_marker is not None:
             faults.arm_from(settings.fault_at, once_marker=fault_marker)
 
-    def _open(self, engine_name: str, model: str, settings: Settings) -> Any:
-        from composer.engine.factory import open_engine  # torch
-
-        if self.engine is not None and self.engine.lm.name == model:
-            return _Kept(self.engine)
-        if self.engine is not None:
-            self.engine.unload()
-        self.engine = open_engine(engine_name, model, settings)
-        return _Kept(self.engine)
-
     def generate(self, segments: list[Segment]) -> dict[str, Any]:
         """Generate what is missing of ``segments`` (parents first; those are cache hits)."""
-        _, stats = render_segments(segments, self.settings, self.cache, opener=self._open)
+        _, stats = render_segments(segments, self.settings, self.cache, opener=self.engines)
         return {"generated": stats.generated, "seconds": stats.seconds, "pid": os.getpid()}
 
     def ping(self) -> int:
         return os.getpid()
-
-
-class _Kept:
-    """An engine handed to ``render_segments`` whose ``unload`` keeps the model for the next call."""
-
-    def __init__(self, engine: Any):
-        self._engine = engine
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-    def unload(self) -> None:
-        pass
 
 
 def _export(file: str, settings: Settings, out_root: str, known: Known) -> str:

@@ -29,7 +29,7 @@ from composer.plan import Plan, Segment
 from composer.plan.estimate import vram_problem
 from composer.render.cache import SegmentCache
 from composer.render.lock import render_lock, sweep_temp_files
-from composer.render.run import NoEvents, RenderEvents, RunStats, render_segments
+from composer.render.run import NoEvents, Opener, RenderEvents, RunStats, render_segments
 from composer.render.state import save_state
 from composer.settings import Settings
 
@@ -108,6 +108,7 @@ def render(
     events: RenderEvents | None = None,
     cancel: threading.Event | None = None,
     known: Known | None = None,
+    engines: Opener | None = None,
 ) -> RenderResult:
     """Render an arrangement (or re-export it) into ``out_root/<name>/``.
 
@@ -120,6 +121,8 @@ def render(
         cancel: set it (from another thread, or a callback) to stop at the next segment or decoding
             step: raises :class:`Cancelled`, and nothing is exported.
         known: with ``options.generate`` False: what another process generated for this render.
+        engines: how models are opened (a :class:`~composer.render.run.KeptEngine` keeps one loaded
+            between renders); default: loaded for this render and released after it.
 
     Raises:
         ArrangementError: invalid arrangement or section name (nothing is written).
@@ -152,7 +155,8 @@ def render(
                 real_dir(folder / "stems" / sub)
         if options.regen is not None or options.pick is not None:  # recorded before generating: an interrupted
             save_state(folder, prepared.state)  # regen resumes with `compose render` and the seed it chose
-        plan, segments, stats, rerolls = _segments(prepared, plan, variants, cache, options, events=events, known=known)
+        plan, segments, stats, rerolls = _segments(prepared, plan, variants, cache, options, events=events, known=known,
+                                                   engines=engines)  # fmt: skip
         if isinstance(events, Cancellable):
             events.check()  # a cancel during the last segment: nothing is exported
         save_state(folder, prepared.state)
@@ -190,7 +194,7 @@ def _pick(prepared: Prepared, cache: SegmentCache, section: str, take: int) -> N
 
 def _segments(
     prepared: Prepared, plan: Plan, variants: list[Segment], cache: SegmentCache, options: RenderOptions, *,
-    events: RenderEvents | None, known: Known | None,
+    events: RenderEvents | None, known: Known | None, engines: Opener | None,
 ) -> tuple[Plan, dict[str, Take], RunStats, Rerolls | None]:  # fmt: skip
     """Every segment the outputs need: generated (and re-rolled), or read from the cache."""
     if not options.generate:
@@ -202,13 +206,13 @@ def _segments(
         return plan, segments, stats, known.rerolls
     settings = prepared.settings
     journal = Journal(prepared.folder / "journal.json", plan.segments + variants, events)
-    segments, stats = render_segments(plan.segments + variants, settings, cache, journal)
+    segments, stats = render_segments(plan.segments + variants, settings, cache, journal, engines)
     if options.reroll is None or options.reroll.tries <= 0:
         return plan, segments, stats, None
     rerolls = options.reroll.record()
 
     def make(wanted: list[Segment]) -> tuple[dict[str, Take], RunStats]:
-        return render_segments(wanted, settings, cache, journal)
+        return render_segments(wanted, settings, cache, journal, engines)
 
     plan = reroll_transitions(prepared, plan, make, segments=segments, stats=stats, tries=options.reroll.tries,
                               record=rerolls)  # fmt: skip

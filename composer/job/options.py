@@ -10,11 +10,13 @@ from composer.assembly.seams import REROLL_ABOVE, Rerolls
 @dataclass(frozen=True, kw_only=True)
 class Regen:
     """Regenerate one section with a new seed (``seed``, else a random one), or with ``reset`` go back
-    to the arrangement's seed and first take."""
+    to the arrangement's seed and first take, or with ``add_take`` keep its seed and takes and make
+    one more take."""
 
     section: str
     seed: int | None = None
     reset: bool = False
+    add_take: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

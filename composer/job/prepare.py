@@ -86,6 +86,10 @@ class Prepared:
             return {name: n for name, n in state.take_counts.items() if name in names}
         section = regen.section
         self.check_section(section)
+        if regen.add_take:  # one more take beside those kept (and the picked one), same seed
+            kept = max(state.take_counts.get(section, 1), state.takes.get(section, 0) + 1)
+            state.take_counts[section] = kept + 1
+            return {name: n for name, n in state.take_counts.items() if name in names}
         state.take_counts.pop(section, None)  # they were takes of the old seed
         if takes > 1:
             state.take_counts[section] = takes

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from composer import faults
 from composer.engine.catalog import FRAME_RATE_HZ
@@ -71,6 +71,43 @@ class RunStats:
 
 
 Opener = Callable[[str, str, Settings], "Engine"]  # (engine name, model, settings) -> a loaded engine
+
+
+class KeptEngine:
+    """An :data:`Opener` that keeps its model loaded between renders (a Ray actor, the studio's job
+    worker): the same model again is not reloaded; another one replaces it (one resident at a time).
+    ``close()`` releases it. Not thread-safe: one render at a time uses it."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self._key: tuple[str, str] | None = None
+
+    def __call__(self, engine_name: str, model: str, settings: Settings) -> Engine:
+        from composer.engine.factory import open_engine  # torch
+
+        if self.engine is None or self._key != (engine_name, model):
+            self.close()
+            self.engine = open_engine(engine_name, model, settings)
+            self._key = (engine_name, model)
+        return _Kept(self.engine)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.unload()
+        self.engine, self._key = None, None
+
+
+class _Kept:
+    """The kept engine as ``render_segments`` sees it: its ``unload`` keeps the model for the next call."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def unload(self) -> None:
+        pass
 
 
 def check_numerics(segments: list[Segment], engine: Engine) -> None:
