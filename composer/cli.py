@@ -27,6 +27,7 @@ from composer.fsutil import filesystem_errors
 from composer.job.clip import ClipError, ClipRequest, clip_problem, key_option_problem
 from composer.job.options import Regen, Reroll
 from composer.settings import ENGINES, MODEL_SOURCES, device_problem, load_settings
+from composer.studio import serve
 
 if TYPE_CHECKING:
     from composer.settings import Settings
@@ -447,14 +448,17 @@ def regen(
     reset: Annotated[
         bool, typer.Option("--reset", help="Forget earlier regen seeds and picks: back to the arrangement's seed.")
     ] = False,
+    add_take: Annotated[
+        bool, typer.Option("--add-take", help="Keep the section's seed and takes; render one more take.")
+    ] = False,
     reroll: RerollOpt = 0, reroll_above: RerollAboveOpt = None,
     ray: RayOpt = False, ray_address: RayAddressOpt = None, ray_actors: RayActorsOpt = None,
 ) -> None:  # fmt: skip
     """Regenerate one section (and only what depends on it), then re-assemble."""
     from composer.cli_render import run_cluster, run_render
 
-    if reset and seed is not None:
-        _err("compose regen: give --seed or --reset, not both")
+    if sum((reset, seed is not None, add_take)) > 1 or (add_take and takes > 1):
+        _err("compose regen: give one of --seed, --reset and --add-take (and --takes not with --add-take)")
         raise typer.Exit(2)
     from composer import api
 
@@ -462,13 +466,14 @@ def regen(
     with _user_errors():
         settings = _settings(models, device, styles, engine)
         root = out or settings.output_dir
+        chosen = Regen(section=section, seed=seed, reset=reset, add_take=add_take)
         if ray or ray_address:
             raise typer.Exit(run_cluster(root, lambda events: api.render_cluster(
-                [file], out=root, takes=takes, regen=Regen(section=section, seed=seed, reset=reset), reroll=again,
-                address=ray_address, actors=ray_actors, settings=settings, events=events)))  # fmt: skip
+                [file], out=root, takes=takes, regen=chosen, reroll=again, address=ray_address, actors=ray_actors,
+                settings=settings, events=events)))  # fmt: skip
         run_render(file, root, lambda events: api.regen(
-            file, section, seed=seed, reset=reset, takes=takes, reroll=again, allow_large=allow_large, out=root,
-            settings=settings, events=events), regen=section)  # fmt: skip
+            file, section, seed=seed, reset=reset, add_take=add_take, takes=takes, reroll=again,
+            allow_large=allow_large, out=root, settings=settings, events=events), regen=section)  # fmt: skip
 
 
 @app.command()
@@ -571,6 +576,45 @@ def models_tune(
                 typer.echo(f"  {variant:<14} batch 1 {m['batch1_s'] * 1000:7.1f} ms  batch {m['batch']} "
                            f"{m['batch_s'] * 1000:7.1f} ms  per segment {score(m) * 1000:7.1f} ms  "
                            f"{'invariant' if m['invariant'] else 'varies with batch/threads'}")  # fmt: skip
+
+
+@app.command()
+def studio(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="An arrangement, a folder of them, or an output folder. Default: ./arrangements.",
+                       show_default=False),
+    ] = None,
+    out: OutOpt = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: a free one).")] = 0,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Anything but 127.0.0.1 lets other machines reach it.")
+    ] = "127.0.0.1",
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the URL only.")] = False,
+    models: ModelsOpt = None, device: DeviceOpt = None, styles: StylesOpt = None, engine: EngineOpt = None,
+) -> None:  # fmt: skip
+    """Audition, compare and steer renders in the browser (a local server; Ctrl-C stops it)."""
+    try:
+        from composer.studio import server
+    except ImportError:
+        _err("compose studio needs starlette and uvicorn (dependencies of musicgen-composer): pip install -e .")
+        raise typer.Exit(2) from None
+    with _user_errors():
+        settings = _settings(models, device, styles, engine)
+        root = out or settings.output_dir
+        files, root = serve.studio_files(path, Path("arrangements"), root)
+        try:
+            sock = serve.bind(host, port)
+        except (OSError, UnicodeError) as exc:
+            _err(f"compose studio: cannot listen on {host}:{port}: {exc}")
+            raise typer.Exit(2) from None
+        if host not in serve.LOOPBACK | {"::1"}:
+            _err(f"warning: listening on {host}: anyone who can reach this machine and has the URL can drive it")
+        token = server.new_token()
+        spec = server.Studio(files=files, out=root, settings=settings, token=token, hosts=serve.allowed_hosts(host))
+        shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "::") else host)
+        url = f"http://{shown}:{sock.getsockname()[1]}/?token={token}"
+        serve.serve(server.create_app(spec), sock, url, open_browser=not no_browser, echo=typer.echo)
 
 
 for _typer in (app, styles_app, models_app):

@@ -35,7 +35,7 @@ venv_py=.venv/bin/python
 stamp=.venv/.composer-install-stamp
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) torch==$torch_version"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "== installing torch==$torch_version and composer[dev,ray,studio]"
+  echo "== installing torch==$torch_version and composer[dev,ray]"
   "$venv_py" -m pip install -q --upgrade pip
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "   GPU found: installing a CUDA build of torch"
@@ -44,8 +44,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   # shellcheck disable=SC2086
   "$venv_py" -m pip install -q "torch==$torch_version" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-  "$venv_py" -m pip install -q -e ".[dev,ray,studio]"  # ray: the cluster tests run a real local Ray cluster
+  "$venv_py" -m pip install -q -e ".[dev,ray]"  # ray: the cluster tests run a real local Ray cluster
   echo "$want" > "$stamp"
+fi
+
+# The studio's browser tests drive Debian's Chromium through Playwright (whose own browser download is
+# not needed). Installed here when missing and we are root; otherwise those tests are skipped, saying why.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing Debian's chromium for the studio's browser tests"
+    (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 &&
+      apt-get install -y -q chromium >/dev/null 2>&1; }) || echo "   could not install chromium: browser tests will be skipped"
+  else
+    echo "== no chromium (and not root with apt-get): the studio's browser tests will be skipped"
+  fi
 fi
 
 echo "== ruff + mypy"

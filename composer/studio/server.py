@@ -16,8 +16,11 @@ Security, for a server that can start renders and writes into the output tree:
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
+import threading
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,19 +28,33 @@ from typing import Any
 import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from composer import api
+from composer.assembly.seams import REROLL_ABOVE
 from composer.audio.dsp import peak_columns
 from composer.job.prepare import output_name
 from composer.job.view import FinishedRender
+from composer.plan import Segment
 from composer.settings import Settings
+from composer.studio.auditions import Auditions
+from composer.studio.jobs import KINDS, Job, Jobs, Runner
 
 COOKIE = "composer_studio"
 HEADER = "x-composer-token"
-PEAK_COLUMNS = 2000  # waveform columns sent to the page: 2000 x 2 numbers is ~30 KB of JSON
+STATIC = Path(__file__).parent / "static"
+REROLL_TRIES = 2  # a seam's Re-roll button: as `compose render --reroll 2 --reroll-above <its score>`
+SEAM_FIELDS = ("before", "after", "at_s", "score", "loudness_lu", "spectrum_db", "tempo_percent", "harmony", "ratios")
+PEAK_COLUMNS = 2000
+SECURITY_HEADERS = [  # the page runs only its own code, in no frame
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; media-src 'self'; "
+                                 b"frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]  # fmt: skip  # waveform columns sent to the page: 2000 x 2 numbers is ~30 KB of JSON
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,38 +72,157 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def create_app(studio: Studio) -> ASGIApp:
-    """The ASGI app (run it with uvicorn; test it with Starlette's TestClient)."""
+def create_app(studio: Studio, jobs: Jobs | None = None) -> ASGIApp:
+    """The ASGI app (run it with uvicorn; test it with Starlette's TestClient). ``jobs``: the queue its
+    POSTs go to (default: a new one with its own worker thread, closed when the app shuts down)."""
+    queue = jobs or start_jobs(studio)
+    auditions = Auditions(studio.out, studio.settings)
+
+    async def page(request: Request) -> Response:
+        # the page sends the token back in a header on its POSTs; other origins cannot read this page
+        html = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{TOKEN}}", studio.token)
+        return HTMLResponse(html, headers={"cache-control": "no-store"})
 
     async def arrangements(request: Request) -> Response:
         return JSONResponse([_arrangement_entry(studio, f) for f in studio.files])
 
-    async def render_view(request: Request) -> Response:
+    def render_view(request: Request) -> Response:
         done = _finished(studio, request.path_params["name"])
         if done is None:
             return PlainTextResponse("not rendered", status_code=404)
-        return JSONResponse(_render_entry(done))
+        entry = _render_entry(studio, done)
+        others = [(s["name"], t["take"]) for s in entry["sections"] for t in s["takes"] if not t["picked"]]
+        auditions.prepare(_file(studio, done.folder.name), entry["version"], others)
+        return JSONResponse(entry)
 
-    async def peaks(request: Request) -> Response:
+    def peaks(request: Request) -> Response:
         done = _finished(studio, request.path_params["name"])
         if done is None:
             return PlainTextResponse("not rendered", status_code=404)
         return JSONResponse(_peaks(done.mix))
 
-    async def audio(request: Request) -> Response:
-        done = _finished(studio, request.path_params["name"])
-        path = _audio_path(studio, done, request.path_params["item"]) if done is not None else None
+    def audio(request: Request) -> Response:
+        name, item = request.path_params["name"], request.path_params["item"]
+        done = _finished(studio, name)
+        if done is not None and item.startswith("context/"):
+            return _context_audio(studio, auditions, name, item)
+        path = _audio_path(studio, done, item) if done is not None else None
         if path is None:
             return PlainTextResponse("no such file", status_code=404)
         return FileResponse(path, media_type="audio/flac" if path.suffix == ".flac" else "audio/wav")
 
+    async def job_list(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(queue.views())
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        problem, params = _job_request(studio, body)
+        if problem is not None:
+            return PlainTextResponse(problem, status_code=400)
+        return JSONResponse(queue.submit(**params).view(), status_code=202)
+
+    async def job_cancel(request: Request) -> Response:
+        job = queue.cancel(request.path_params["id"])
+        return PlainTextResponse("no such job", status_code=404) if job is None else JSONResponse(job.view())
+
     routes = [
+        Route("/", page),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/api/arrangements", arrangements),
         Route("/api/renders/{name}", render_view),
         Route("/api/renders/{name}/peaks", peaks),
+        Route("/api/jobs", job_list, methods=["GET", "POST"]),
+        Route("/api/jobs/{id}/cancel", job_cancel, methods=["POST"]),
         Route("/audio/{name}/{item:path}", audio),
     ]
-    return _Guard(Starlette(routes=routes), studio)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        auditions.close(timeout=60)
+        if jobs is None:
+            queue.close()
+
+    return _Guard(Starlette(routes=routes, lifespan=lifespan), studio)
+
+
+def start_jobs(studio: Studio) -> Jobs:
+    """The studio's job queue: its operations go through :mod:`composer.api`, with one kept model."""
+    engines = api.KeptEngine()
+
+    def planned(job: Job) -> list[Segment]:
+        return api.plan(_file(studio, job.name), out=studio.out, settings=studio.settings).segments
+
+    return Jobs(make_runner(studio, engines), planned, close=engines.close)
+
+
+def make_runner(studio: Studio, engines: api.KeptEngine) -> Runner:
+    """What each kind of job does: the library operation the CLI runs for it (see docs/studio.md)."""
+
+    def run(job: Job, events: Any, cancel: threading.Event) -> None:
+        file = _file(studio, job.name)
+        common: dict[str, Any] = dict(out=studio.out, settings=studio.settings, events=events, cancel=cancel,
+                                      engines=engines)  # fmt: skip
+        if job.kind == "render":  # compose render FILE
+            api.render(file, **common)
+        elif job.kind == "new-take":  # compose regen FILE SECTION --add-take
+            api.regen(file, str(job.section), add_take=True, **common)
+        elif job.kind == "pick":  # compose pick FILE SECTION TAKE
+            api.pick(file, str(job.section), int(job.take or 0), **common)
+        else:  # compose render FILE --reroll 2 --reroll-above ABOVE
+            api.render(file, reroll=api.Reroll(tries=REROLL_TRIES, above=job.above), **common)
+
+    return run
+
+
+def _file(studio: Studio, name: str) -> Path:
+    return next(f for f in studio.files if output_name(f) == name)
+
+
+def _job_request(studio: Studio, body: Any) -> tuple[str | None, dict[str, Any]]:
+    """A POSTed job checked: (a one-line problem, or None; the queue's arguments)."""
+    if not isinstance(body, dict):
+        return "a JSON object is expected", {}
+    kind, name, section = body.get("kind"), body.get("name"), body.get("section")
+    if kind not in KINDS:
+        return f"kind: one of {', '.join(KINDS)}", {}
+    if name not in {output_name(f) for f in studio.files}:
+        return f"name: no arrangement {name!r} here", {}
+    params: dict[str, Any] = {"kind": kind, "name": name}
+    if kind in ("new-take", "pick"):
+        if not isinstance(section, str) or not section:
+            return "section: a section name is expected", {}
+        params["section"] = section
+    if kind == "pick":
+        take = body.get("take")
+        if not isinstance(take, int) or isinstance(take, bool) or not 0 <= take < 64:
+            return "take: a take number (0-63) is expected", {}
+        params["take"] = take
+    if kind == "reroll":
+        above = body.get("above")
+        if not isinstance(above, (int, float)) or isinstance(above, bool) or not 0.5 <= above <= 50:
+            return "above: a score limit between 0.5 and 50 is expected", {}
+        params["above"] = float(above)
+    return None, params
+
+
+def _context_audio(studio: Studio, auditions: Auditions, name: str, item: str) -> Response:
+    """``context/<section>/<take>``: the mix with that take (assembled from the cache on first use)."""
+    parts = item.split("/")
+    if len(parts) != 3 or not parts[2].isdigit():
+        return PlainTextResponse("no such file", status_code=404)
+    try:
+        heard = auditions.get(_file(studio, name), parts[1], int(parts[2]))
+    except api.ComposerError as exc:
+        return PlainTextResponse(str(exc), status_code=404)
+    real, root = heard.file.resolve(), studio.out.resolve()
+    if not real.is_relative_to(root) or not real.is_file():
+        return PlainTextResponse("no such file", status_code=404)
+    response = FileResponse(real, media_type="audio/wav")
+    response.headers["x-composer-borrowed"] = ",".join(heard.borrowed)
+    return response
 
 
 class _Guard:
@@ -110,7 +246,14 @@ class _Guard:
             response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
     def refusal(self, request: Request) -> Response | None:
         host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
@@ -155,17 +298,36 @@ def _arrangement_entry(studio: Studio, file: Path) -> dict[str, Any]:
     return entry | {"state": "rendered" if rendered == planned else "changed since", "title": plan.title}
 
 
-def _render_entry(done: FinishedRender) -> dict[str, Any]:
-    """The typed view as JSON, with every file as an audio id (never a path)."""
+def _render_entry(studio: Studio, done: FinishedRender) -> dict[str, Any]:
+    """The typed view as JSON, with every file as an audio id (never a path), and per section its takes."""
+    m = done.manifest
+    try:
+        beats_per_bar = api.load(_file(studio, done.folder.name), settings=studio.settings).beats_per_bar
+    except api.ComposerError:
+        beats_per_bar = 4
+    stat = (done.folder / "manifest.json").stat()
+    sections = []
+    for seg in done.segments:
+        if seg.kind != "stem" or seg.section is None:
+            continue
+        found = [(seg.take, seg.seed, True)] + [(t.take, t.seed, False) for t in done.takes if t.section == seg.section]
+        takes = [{"take": n, "seed": seed, "picked": picked, "audio": "mix" if picked else f"context/{seg.section}/{n}"}
+                 for n, seed, picked in sorted(found)]  # fmt: skip
+        sections.append({"name": seg.section, "segment": seg.id, "start_s": seg.start_s, "end_s": seg.end_s,
+                         "take": seg.take, "seed": seg.seed, "takes": takes})  # fmt: skip
     return {
-        "title": done.title, "length_s": done.length_s, "sample_rate": done.sample_rate, "complete": done.complete,
+        "name": done.folder.name, "title": done.title, "version": f"{stat.st_mtime_ns:x}-{stat.st_size:x}",
+        "length_s": done.length_s, "sample_rate": done.sample_rate, "complete": done.complete,
+        "bpm": m.get("bpm"), "beats_per_bar": beats_per_bar, "key": m.get("key"),
         "loudness": asdict(done.loudness), "mix": "mix",
         "segments": [{"id": s.id, "kind": s.kind, "section": s.section, "take": s.take, "seed": s.seed,
                       "start_s": s.start_s, "end_s": s.end_s, "repo_id": s.repo_id, "cache_hit": s.cache_hit,
                       "audio": f"stem/{s.id}"} for s in done.segments],
+        "sections": sections,
         "takes": [{"section": t.section, "take": t.take, "seed": t.seed, "gain_db": t.gain_db,
                    "audio": f"take/{t.section}/{t.take}"} for t in done.takes],
-        "seams": [asdict(s) for s in done.seams],
+        "seams": [{k: v for k, v in s.items() if k in SEAM_FIELDS} for s in m.get("seams", [])],
+        "seam_limit": (m.get("rerolls") or {}).get("limit", REROLL_ABOVE),
         "picked": dict(done.state.takes), "seeds": dict(done.state.seeds),
     }  # fmt: skip
 

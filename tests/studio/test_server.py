@@ -8,15 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
-pytest.importorskip("starlette", reason="the studio extra (musicgen-composer[studio]) is installed by run_tests.sh")
-
-from starlette.testclient import TestClient  # noqa: E402
-
-from composer import api  # noqa: E402
-from composer.settings import Settings  # noqa: E402
-from composer.studio.server import COOKIE, HEADER, Studio, create_app  # noqa: E402
-from tests.render.test_render import SHORT  # noqa: E402
+from composer import api
+from composer.settings import Settings
+from composer.studio.server import COOKIE, HEADER, Studio, create_app
+from tests.render.test_render import SHORT
 
 TOKEN = "test-token-1234"
 BASE = "http://127.0.0.1:8765"
