@@ -25,26 +25,9 @@ from composer import api
 from composer.settings import Settings
 from composer.studio.jobs import Jobs
 from composer.studio.server import COOKIE, HEADER, Studio, create_app, make_runner
-from tests.render.test_render import SHORT
 from tests.studio.test_server import BASE, TOKEN
 
 WAIT_S = 600  # a safety net for a hung worker, never a speed limit
-
-
-@pytest.fixture(scope="module")
-def rendered(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(SHORT, root / "short.yaml")
-    api.render(root / "short.yaml", out=root / "output", takes=2, settings=settings)
-    (root / "short.yaml").unlink()
-    return root
-
-
-@pytest.fixture
-def project(rendered: Path, tmp_path: Path) -> Path:
-    shutil.copytree(rendered, tmp_path / "p", symlinks=True)
-    shutil.copy(SHORT, tmp_path / "p" / "short.yaml")
-    return tmp_path / "p"
 
 
 def studio_of(project: Path, settings: Settings) -> Studio:

@@ -10,31 +10,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from composer import api
 from composer.settings import Settings
 from composer.studio.server import COOKIE, HEADER, Studio, create_app
-from tests.render.test_render import SHORT
 
 TOKEN = "test-token-1234"
 BASE = "http://127.0.0.1:8765"
-
-
-@pytest.fixture(scope="module")
-def rendered(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project folder: short.yaml rendered with two takes per section."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(SHORT, root / "short.yaml")
-    api.render(root / "short.yaml", out=root / "output", takes=2, settings=settings)
-    (root / "short.yaml").unlink()  # each test's copy brings its own (the folder adopts it: the original is gone)
-    return root
-
-
-@pytest.fixture
-def project(rendered: Path, tmp_path: Path) -> Path:
-    """A private copy of the rendered project (tests may change it)."""
-    shutil.copytree(rendered, tmp_path / "p", symlinks=True)
-    shutil.copy(SHORT, tmp_path / "p" / "short.yaml")
-    return tmp_path / "p"
 
 
 def client(project: Path, settings: Settings, signed_in: bool = True) -> TestClient:
