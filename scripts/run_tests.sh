@@ -48,17 +48,21 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# The studio's browser tests drive Debian's Chromium through Playwright (whose own browser download is
-# not needed). Installed here when missing and we are root; otherwise those tests are skipped, saying why.
-if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "== installing Debian's chromium for the studio's browser tests"
-    (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 &&
-      apt-get install -y -q chromium >/dev/null 2>&1; }) || echo "   could not install chromium: browser tests will be skipped"
-  else
-    echo "== no chromium (and not root with apt-get): the studio's browser tests will be skipped"
+# Two system tools some tests use, installed here when missing and we are root with apt-get; otherwise
+# those tests are skipped, saying why: Debian's Chromium (the studio's browser tests drive it through
+# Playwright, whose own browser download is not needed) and FFmpeg (ffprobe reads the files' tags back).
+for tool in chromium:chromium ffprobe:ffmpeg; do
+  command=${tool%%:*} package=${tool##*:}
+  if ! command -v "$command" >/dev/null 2>&1 && ! command -v "$command-browser" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "== installing Debian's $package for the tests that use it"
+      (apt-get install -y -q "$package" >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 &&
+        apt-get install -y -q "$package" >/dev/null 2>&1; }) || echo "   could not install $package: its tests will be skipped"
+    else
+      echo "== no $command (and not root with apt-get): the tests that use it will be skipped"
+    fi
   fi
-fi
+done
 
 echo "== ruff + mypy"
 .venv/bin/ruff check composer tests bench

@@ -68,8 +68,15 @@ class Loudness(_Strict):
 class Output(_Strict):
     """File format of the mix and the stems."""
 
-    format: Literal["wav", "flac"] = Field("wav", description="Container: wav or flac.")
-    bit_depth: Literal[16, 24, "float"] = Field(24, description="16 or 24-bit PCM, or 32-bit float (wav only).")
+    format: Literal["wav", "flac", "mp3", "ogg"] = Field(
+        "wav", description="wav or flac (lossless), mp3 (constant bitrate) or ogg (Vorbis)."
+    )
+    bit_depth: Literal[16, 24, "float"] = Field(
+        24, description="wav and flac: 16 or 24-bit PCM, or 32-bit float (wav only)."
+    )
+    quality: Literal["high", "standard", "small"] = Field(
+        "high", description="mp3 and ogg: high (mp3 320 kbit/s), standard (160) or small (96); ogg Vorbis alike."
+    )
     sample_rate: Literal[32000, 44100, 48000] = Field(
         44100, description="MusicGen renders at 32000 Hz; 44100/48000 are resampled with soxr (VHQ)."
     )
@@ -203,6 +210,10 @@ class Arrangement(_Strict):
         pattern=f"^[^{NOT_IN_A_LINE}]+$",
         description="Title, written into the manifest and markers (one line: no control characters).",
     )
+    artist: str | None = Field(
+        None, min_length=1, max_length=200, pattern=f"^[^{NOT_IN_A_LINE}]+$",
+        description="Artist, written into every file's tags (optional; one line).",
+    )  # fmt: skip
     bpm: float = Field(gt=20.0, le=300.0, description="Tempo; woven into every prompt and used for bar lengths.")
     beats_per_bar: int = Field(4, ge=1, le=16, description="Beats per bar, for lengths given in bars.")
     key: str | None = Field(None, description="Musical key, e.g. 'A minor', 'F#m'; woven into every prompt.")
@@ -369,6 +380,26 @@ def key_problem(key: str) -> str | None:
     return f"unknown key {key!r}; write e.g. 'A minor', 'C major', 'F#m'"
 
 
+LOSSY = ("mp3", "ogg")
+
+
+def _output_problems(out: Output) -> list[tuple[Path_, str]]:
+    """A format this libsndfile cannot write, and settings that do not apply to the format."""
+    import soundfile as sf
+
+    problems: list[tuple[Path_, str]] = []
+    if out.format.upper() not in sf.available_formats():
+        problems.append((("output", "format"), f"this machine's libsndfile ({sf.__libsndfile_version__}) cannot "
+                         f"write {out.format}; use wav or flac (mp3 needs libsndfile 1.1 or newer)"))  # fmt: skip
+    if out.format == "flac" and out.bit_depth == "float":
+        problems.append((("output", "bit_depth"), "FLAC cannot store float samples; use 16 or 24, or format: wav"))
+    if out.format in LOSSY and "bit_depth" in out.model_fields_set:
+        problems.append((("output", "bit_depth"), f"{out.format} has no bit depth; set quality instead"))
+    if out.format not in LOSSY and "quality" in out.model_fields_set:
+        problems.append((("output", "quality"), f"{out.format} is lossless; quality is for mp3 and ogg"))
+    return problems
+
+
 def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
     """Cross-field problems, each with the path of the field to blame."""
     problems: list[tuple[Path_, str]] = []
@@ -379,8 +410,7 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
     problems += _crossfade_problems(arr.transitions, ("transitions",))
     if arr.generation.stride_s >= arr.generation.window_s:
         problems.append((("generation", "stride_s"), "stride_s must be shorter than window_s"))
-    if arr.output.format == "flac" and arr.output.bit_depth == "float":
-        problems.append((("output", "bit_depth"), "FLAC cannot store float samples; use 16 or 24, or format: wav"))
+    problems += _output_problems(arr.output)
     loud = arr.loudness
     if loud.target_lufs > loud.true_peak_dbtp:  # a mix's loudness sits below its peaks: this cannot be met
         problems.append((("loudness", "target_lufs"), f"{loud.target_lufs:g} LUFS cannot be reached with peaks held "

@@ -23,8 +23,9 @@ def _cue_time(seconds: float) -> str:
 
 def cue_sheet(plan: Plan, audio_file: str) -> str:
     """A CUE sheet with one track per section (transitions belong to the section they leave)."""
-    # WAVE is the CUE file type for any audio file players decode themselves (FLAC included)
-    lines = [f'TITLE "{_quote(plan.title)}"', f'FILE "{_quote(audio_file)}" WAVE']
+    # WAVE is the CUE file type for any audio file players decode themselves (FLAC, Ogg), MP3 for MP3
+    kind = "MP3" if audio_file.lower().endswith(".mp3") else "WAVE"
+    lines = [f'TITLE "{_quote(plan.title)}"', f'FILE "{_quote(audio_file)}" {kind}']
     number = 0
     for place in plan.timeline:
         seg = plan.segment(place.segment)

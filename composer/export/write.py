@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,9 @@ import numpy as np
 
 from composer import __version__
 from composer.arrangement import Arrangement
-from composer.assembly.loudness import integrated_lufs, short_term_lufs
+from composer.arrangement.schema import LOSSY
+from composer.assembly.limiter import true_peak_db
+from composer.assembly.loudness import db_to_gain, integrated_lufs, short_term_lufs
 from composer.assembly.mix import (
     STEM_HEADROOM_DB,
     Mixdown,
@@ -23,10 +26,11 @@ from composer.assembly.mix import (
     take_stem,
 )
 from composer.assembly.seams import REROLL_ABOVE, Rerolls, Seam
-from composer.audio.io import write_audio
+from composer.audio.io import read_audio, write_audio
 from composer.engine.types import Take
 from composer.export.markers import audacity_labels, cue_sheet
 from composer.export.picture import draw_timeline
+from composer.export.tags import Tags, write_tags
 from composer.fsutil import atomic_write_text, json_text, remove_file
 from composer.plan import Plan, Segment
 from composer.render.run import RunStats
@@ -64,16 +68,23 @@ def export_all(
     # CUE, picture and manifest describe the mix as it is
     plan = dataclasses.replace(plan, timeline=assembly.placements)
 
-    def write(path: Path, audio: np.ndarray) -> None:
-        write_audio(path, audio, out.sample_rate, bit_depth=out.bit_depth, fmt=ext)
+    tags = Tags(title=plan.title, bpm=arr.bpm, beats_per_bar=arr.beats_per_bar, key=arr.key, artist=arr.artist,
+                loudness_lufs=integrated_lufs(mastered.audio, out.sample_rate),
+                true_peak_dbtp=mastered.true_peak_dbtp)  # fmt: skip
 
-    def write_raw(path: Path, cached: Take) -> None:
+    def write(path: Path, audio: np.ndarray, section: str | None = None) -> None:
+        these = tags if section is None else dataclasses.replace(tags, section=section, loudness_lufs=None,
+                                                                 true_peak_dbtp=None)  # fmt: skip
+        write_audio(path, audio, out.sample_rate, bit_depth=out.bit_depth, fmt=ext, quality=out.quality,
+                    tag=lambda tmp, fmt: write_tags(tmp, fmt, these))  # fmt: skip
+
+    def write_raw(path: Path, cached: Take, section: str) -> None:
         """A segment as generated (continuation prompt trimmed), at the output rate."""
-        write(path, _clipped(generated_audio(cached, out.sample_rate), path.name))  # DC removed, as in the mix
+        write(path, _clipped(generated_audio(cached, out.sample_rate), path.name), section)  # DC removed, as in the mix
 
     mix_name = f"mix.{ext}"
-    write(folder / mix_name, mastered.audio)
-    for other in {"wav", "flac"} - {ext}:  # after a format change, only the current format's files remain
+    encoded = write_mix(folder / mix_name, mastered.audio, arr.loudness.true_peak_dbtp, write, lossy=ext in LOSSY)
+    for other in {"wav", "flac", *LOSSY} - {ext}:  # after a format change, only the current format's files remain
         remove_file(folder / f"mix.{other}")  # the stems' and takes' files: _remove_stale
     stems = folder / "stems"
     keep: set[Path] = set()
@@ -81,8 +92,8 @@ def export_all(
     for index, track in enumerate(assembly.tracks, start=1):
         raw_path = stems / "raw" / f"{track.segment}.{ext}"
         aligned_path = stems / "aligned" / f"{index:02d}-{track.segment}.{ext}"
-        write_raw(raw_path, segments[track.segment])
-        write(aligned_path, _clipped(aligned_stem(assembly, track), aligned_path.name))
+        write_raw(raw_path, segments[track.segment], track.segment)
+        write(aligned_path, _clipped(aligned_stem(assembly, track), aligned_path.name), track.segment)
         keep |= {raw_path, aligned_path}
         files[track.segment] = {
             "raw": str(raw_path.relative_to(folder)),
@@ -94,7 +105,7 @@ def export_all(
         take_path = stems / "takes" / f"{variant.id}.{ext}"
         audio, gain_db = take_stem(segments[variant.id], targets[variant.section], out.sample_rate, assembly.channels,
                                    variant.id)  # fmt: skip
-        write(take_path, _clipped(audio, take_path.name))
+        write(take_path, _clipped(audio, take_path.name), f"{variant.section} take {variant.take}")
         keep.add(take_path)
         takes_written.append({"section": variant.section, "take": variant.take, "seed": variant.seed,
                               "key": variant.key, "file": str(take_path.relative_to(folder)),
@@ -111,10 +122,49 @@ def export_all(
     manifest = _manifest(plan, arr, file, mixed, segments, stats=stats, state=state, settings=settings, files=files,
                          takes=takes_written)  # fmt: skip
     manifest["seams"] = [_seam_entry(seam) for seam in seams]
+    if encoded is not None:  # what the lossy file holds, measured on its decoded samples
+        audio, gain_db = encoded
+        lufs = integrated_lufs(audio, out.sample_rate)
+        manifest["loudness"] |= {"integrated_lufs": None if lufs is None else round(lufs, 2),
+                                 "true_peak_dbtp": round(true_peak_db(audio), 2), "encoding_gain_db": round(gain_db, 2),
+                                 "measured": f"on the decoded {ext}"}  # fmt: skip
     if rerolls is not None:
         manifest["rerolls"] = {"limit": rerolls.limit, "tries": rerolls.tries}
     atomic_write_text(folder / "manifest.json", json_text(manifest) + "\n")
     return manifest
+
+
+ENCODE_TRIES = 4
+
+
+def write_mix(
+    path: Path, audio: np.ndarray, ceiling_dbtp: float, write: Callable[[Path, np.ndarray], None], *, lossy: bool
+) -> tuple[np.ndarray, float] | None:
+    """Write the mix. A lossy encoder overshoots the peaks it was given (MP3 by up to a few dB), so an
+    mp3 or ogg mix is decoded and, where its true peak passes the ceiling, encoded again that much
+    quieter (plus 0.1 dB), up to :data:`ENCODE_TRIES` times.
+
+    Returns:
+        For a lossy mix, the decoded samples and the gain applied before encoding (dB); else None.
+    """
+    write(path, audio)
+    if not lossy:
+        return None
+    gain_db = 0.0
+    for _ in range(ENCODE_TRIES):
+        decoded, _ = read_audio(path)
+        over = true_peak_db(decoded) - ceiling_dbtp
+        if over <= 0:
+            break
+        gain_db -= over + 0.1
+        log.info("%s: true peak %.2f dB over the ceiling after encoding; encoding again at %+.2f dB",
+                 path.name, over, gain_db)  # fmt: skip
+        write(path, (audio * db_to_gain(gain_db)).astype(np.float32))
+    else:
+        decoded, _ = read_audio(path)
+        log.warning("%s: true peak %.2f dBTP after encoding, above the %.1f dBTP ceiling",
+                    path.name, true_peak_db(decoded), ceiling_dbtp)  # fmt: skip
+    return decoded, gain_db
 
 
 def _clipped(audio: np.ndarray, name: str) -> np.ndarray:
@@ -204,7 +254,8 @@ def _manifest(
         "output": {
             "file": f"mix.{arr.output.format}",
             "format": arr.output.format,
-            "bit_depth": arr.output.bit_depth,
+            "bit_depth": None if arr.output.format in LOSSY else arr.output.bit_depth,
+            "quality": arr.output.quality if arr.output.format in LOSSY else None,
             "sample_rate": arr.output.sample_rate,
             "channels": int(mastered.audio.shape[0]),
         },  # fmt: skip

@@ -47,6 +47,7 @@ COOKIE = "composer_studio"
 HEADER = "x-composer-token"
 STATIC = Path(__file__).parent / "static"
 REROLL_TRIES = 2  # a seam's Re-roll button: as `compose render --reroll 2 --reroll-above <its score>`
+MEDIA_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
 SEAM_FIELDS = ("before", "after", "at_s", "score", "loudness_lu", "spectrum_db", "tempo_percent", "harmony", "ratios")
 PEAK_COLUMNS = 2000
 SECURITY_HEADERS = [  # the page runs only its own code, in no frame
@@ -109,7 +110,7 @@ def create_app(studio: Studio, jobs: Jobs | None = None) -> ASGIApp:
         path = _audio_path(studio, done, item) if done is not None else None
         if path is None:
             return PlainTextResponse("no such file", status_code=404)
-        return FileResponse(path, media_type="audio/flac" if path.suffix == ".flac" else "audio/wav")
+        return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"))
 
     async def job_list(request: Request) -> Response:
         if request.method == "GET":
