@@ -75,7 +75,7 @@ class Output(_Strict):
         24, description="wav and flac: 16 or 24-bit PCM, or 32-bit float (wav only)."
     )
     quality: Literal["high", "standard", "small"] = Field(
-        "high", description="mp3 and ogg: high (mp3 320 kbit/s), standard (160) or small (96); ogg Vorbis alike."
+        "high", description="mp3 and ogg: high (mp3 320 kbit/s), standard (160) or small (96); Vorbis about alike."
     )
     sample_rate: Literal[32000, 44100, 48000] = Field(
         44100, description="MusicGen renders at 32000 Hz; 44100/48000 are resampled with soxr (VHQ)."

@@ -15,9 +15,11 @@ from composer.fsutil import atomic_path
 
 SUBTYPES = {16: "PCM_16", 24: "PCM_24", "float": "FLOAT"}
 LOSSY_SUBTYPES = {"MP3": "MPEG_LAYER_III", "OGG": "VORBIS"}
-# libsndfile's compression level per quality (measured with libsndfile 1.2.2 on 44.1 kHz stereo: mp3 at
-# constant bitrate 320, 160 and 96 kbit/s; Vorbis of the same content about 350, 175 and 110 kbit/s)
-COMPRESSION = {"high": 0.0, "standard": 0.5, "small": 0.75}
+# libsndfile's compression level per format and quality, measured with libsndfile 1.2.2 on 44.1 kHz
+# stereo noise: mp3 at a constant 320, 160 and 96 kbit/s; Vorbis (whose rate varies with the music:
+# noise is its densest case) about 310, 175 and 115 kbit/s
+COMPRESSION = {"MP3": {"high": 0.0, "standard": 0.5, "small": 0.75},
+               "OGG": {"high": 0.15, "standard": 0.5, "small": 0.7}}  # fmt: skip
 
 
 def write_audio(
@@ -45,7 +47,7 @@ def write_audio(
         try:
             if fmt in LOSSY_SUBTYPES:
                 sf.write(str(tmp), audio.T, sample_rate, subtype=LOSSY_SUBTYPES[fmt], format=fmt,
-                         compression_level=COMPRESSION[quality],
+                         compression_level=COMPRESSION[fmt][quality],
                          bitrate_mode="CONSTANT" if fmt == "MP3" else None)  # fmt: skip
             else:
                 sf.write(str(tmp), audio.T, sample_rate, subtype=SUBTYPES[bit_depth], format=fmt)
