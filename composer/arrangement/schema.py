@@ -234,6 +234,13 @@ class Arrangement(_Strict):
     )
     fade_in_s: float = Field(0.01, ge=0.0, le=30.0, description="Fade-in at the start of the track, s (no click).")
     fade_out_s: float = Field(1.0, ge=0.0, le=60.0, description="Fade-out at the end of the track, s.")
+    loop: bool = Field(
+        False, description="Make the track a seamless loop: its end crossfades into its beginning, and its "
+        "length is a whole number of bars (no fades).",
+    )  # fmt: skip
+    loop_crossfade_bars: int = Field(
+        1, ge=1, le=8, description="With loop: bars over which the end crossfades into the start."
+    )
     sections: list[Section] = Field(min_length=1, description="The sections, in order.")
 
     @model_validator(mode="before")
@@ -411,6 +418,9 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
     if arr.generation.stride_s >= arr.generation.window_s:
         problems.append((("generation", "stride_s"), "stride_s must be shorter than window_s"))
     problems += _output_problems(arr.output)
+    if arr.loop:
+        problems += [((field,), f"a loop has no {field.replace('_s', '')}: its end flows into its start")
+                     for field in ("fade_in_s", "fade_out_s") if field in arr.model_fields_set]  # fmt: skip
     loud = arr.loudness
     if loud.target_lufs > loud.true_peak_dbtp:  # a mix's loudness sits below its peaks: this cannot be met
         problems.append((("loudness", "target_lufs"), f"{loud.target_lufs:g} LUFS cannot be reached with peaks held "
@@ -485,6 +495,9 @@ def _length_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
                     f"joins ({shortest:g} s)",
                 )  # fmt: skip
             )
+    if arr.loop and total < (arr.loop_crossfade_bars + 1) * arr.bar_s:
+        problems.append((("loop_crossfade_bars",), f"a loop needs more than {arr.loop_crossfade_bars + 1} bars "
+                         f"({(arr.loop_crossfade_bars + 1) * arr.bar_s:.3g} s) of music to wrap"))  # fmt: skip
     if total > MAX_TRACK_S:
         problems.append(
             (("sections",), f"{total:.4g} s of generated audio is absurdly long (limit {MAX_TRACK_S:.0f} s); split it")

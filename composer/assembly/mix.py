@@ -45,17 +45,60 @@ class Assembly:
     tracks: list[Track]
     placements: list[Placement] = field(default_factory=list)  # where each segment really landed (after alignment)
     alignment: Alignment | None = None
+    loop: Loop | None = None  # a looping track: the timeline folded (see :func:`fold`)
 
     @property
     def channels(self) -> int:
         """Stereo when any segment is stereo (mono segments are then up-mixed)."""
         return max((t.audio.shape[0] for t in self.tracks), default=1)
 
+    @property
+    def out_length(self) -> int:
+        """Samples in the files: the timeline's, or a loop's whole bars."""
+        return self.loop.length if self.loop else self.length
+
     def mix(self) -> np.ndarray:
         out = np.zeros((self.channels, self.length), np.float64)
         for track in self.tracks:
             out[:, track.start : track.start + track.audio.shape[1]] += track.audio
-        return out.astype(np.float32)
+        return fold(out, self.loop).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """Where a looping track wraps: ``length`` samples (whole bars) play again and again; the
+    ``overlap`` samples of the timeline after them crossfade into its first ``overlap`` samples."""
+
+    length: int
+    overlap: int
+    bars: int
+
+
+def loop_of(length: int, rate: int, bar_s: float, crossfade_bars: int) -> Loop:
+    """The longest whole number of bars that leaves at least ``crossfade_bars`` of the timeline after it.
+
+    Raises:
+        ValueError: the timeline is too short (validation refuses such arrangements first).
+    """
+    bars = int(np.floor(length / rate / bar_s + 1e-9)) - crossfade_bars
+    if bars < 1:
+        raise ValueError(f"a loop needs more than {crossfade_bars + 1} bars of music")
+    loop_length = int(round(bars * bar_s * rate))
+    return Loop(loop_length, length - loop_length, bars)
+
+
+def fold(audio: np.ndarray, loop: Loop | None) -> np.ndarray:
+    """Fold the timeline into a loop: its first ``length`` samples, where the ``overlap`` after them
+    fades out over the start while the start fades in (equal power). Played end to start, the loop's
+    last sample is followed by what the music played next, fading into the beginning. Linear, so folded
+    stems still sum to the folded mix."""
+    if loop is None:
+        return audio
+    out = np.array(audio[:, : loop.length], dtype=np.float64)
+    tail = audio[:, loop.length : loop.length + loop.overlap]
+    fade_out, fade_in = fade_curves(tail.shape[1], "equal_power")
+    out[:, : tail.shape[1]] = out[:, : tail.shape[1]] * fade_in + tail * fade_out
+    return out
 
 
 @dataclass
@@ -143,6 +186,9 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
                 envelope[audio.shape[1] - n_out :] *= fade_curves(n_out, curve_out)[0]
         tracks.append(Track(seg.id, start, (audio * envelope).astype(np.float32), measured, gains))
     length = max(t.start + t.audio.shape[1] for t in tracks)
+    if arr.loop:  # no fades: the end flows into the start
+        loop = loop_of(length, rate, arr.bar_s, arr.loop_crossfade_bars)
+        return Assembly(rate, length, tracks, actual, alignment, loop)
     _fade_track_ends(tracks, length, _sample(arr.fade_in_s, rate), _sample(arr.fade_out_s, rate))
     return Assembly(rate, length, tracks, actual, alignment)
 
@@ -219,7 +265,7 @@ def aligned_stem(assembly: Assembly, track: Track) -> np.ndarray:
     """
     padded = np.zeros((assembly.channels, assembly.length), np.float32)
     padded[:, track.start : track.start + track.audio.shape[1]] = track.audio * db_to_gain(-STEM_HEADROOM_DB)
-    return padded
+    return fold(padded, assembly.loop).astype(np.float32)
 
 
 def take_stem(cached: Take, target_lufs: float, rate: int, channels: int, name: str) -> tuple[np.ndarray, float]:
@@ -240,11 +286,29 @@ def take_stem(cached: Take, target_lufs: float, rate: int, channels: int, name: 
 
 @dataclass
 class Mixdown:
-    """An arrangement's segments assembled, mastered, and its joins scored on the mastered mix."""
+    """An arrangement's segments assembled, mastered, and its joins scored on the mastered mix (and a
+    loop's wrap, scored on the mix played twice)."""
 
     assembly: Assembly
     mastered: Master
     seams: list[Seam]
+    wrap: Seam | None = None
+
+
+def wrap_seam(audio: np.ndarray, rate: int, assembly: Assembly, bpm: float) -> Seam | None:
+    """A loop's own join, scored by :func:`score_seams` like any other: on the file played twice, end to
+    start, where the last segment's tail crossfades into the first segment (None: not a loop)."""
+    loop = assembly.loop
+    if loop is None:
+        return None
+    twice = np.concatenate([audio, audio], axis=1)
+    length, overlap = loop.length / rate, loop.overlap / rate
+    end = loop.length / rate  # the segment playing at the loop's end, and the one it wraps into
+    last = [p for p in assembly.placements if p.start_s < end][-1].segment
+    first = assembly.placements[0].segment
+    before = Placement(last, 0.0, length + overlap, "start", 0.0)
+    after = Placement(first, length, 2 * length, "crossfade", overlap)
+    return score_seams(twice, rate, [before, after], None, bpm)[0]
 
 
 def mixdown(plan: Plan, arr: Arrangement, segments: dict[str, Take]) -> Mixdown:
@@ -253,5 +317,8 @@ def mixdown(plan: Plan, arr: Arrangement, segments: dict[str, Take]) -> Mixdown:
     rate = arr.output.sample_rate
     assembly = assemble(plan, arr, segments, rate)
     mastered = master(assembly.mix(), rate, arr.loudness.target_lufs, arr.loudness.true_peak_dbtp)
-    seams = score_seams(mastered.audio, mastered.sample_rate, assembly.placements, assembly.alignment, arr.bpm)
-    return Mixdown(assembly, mastered, seams)
+    placements = assembly.placements
+    if assembly.loop is not None:  # the joins that are in the loop's file
+        placements = [p for p in placements if p.start_s * rate < assembly.loop.length]
+    seams = score_seams(mastered.audio, mastered.sample_rate, placements, assembly.alignment, arr.bpm)
+    return Mixdown(assembly, mastered, seams, wrap_seam(mastered.audio, rate, assembly, arr.bpm))

@@ -67,6 +67,7 @@ def export_all(
     # where the segments really landed (beat alignment moves the seams of a shifted chain): markers,
     # CUE, picture and manifest describe the mix as it is
     plan = dataclasses.replace(plan, timeline=assembly.placements)
+    shown = dataclasses.replace(plan, timeline=_in_file(assembly))  # markers and picture: within the file
 
     tags = Tags(title=plan.title, bpm=arr.bpm, beats_per_bar=arr.beats_per_bar, key=arr.key, artist=arr.artist,
                 loudness_lufs=integrated_lufs(mastered.audio, out.sample_rate),
@@ -113,9 +114,9 @@ def export_all(
     _remove_stale(stems, keep)
 
     loudness = short_term_lufs(mastered.audio, mastered.sample_rate)
-    atomic_write_text(folder / "markers.txt", audacity_labels(plan))
-    atomic_write_text(folder / "markers.cue", cue_sheet(plan, mix_name))
-    draw_timeline(folder / "timeline.png", plan, mastered.audio, mastered.sample_rate, loudness,
+    atomic_write_text(folder / "markers.txt", audacity_labels(shown))
+    atomic_write_text(folder / "markers.cue", cue_sheet(shown, mix_name))
+    draw_timeline(folder / "timeline.png", shown, mastered.audio, mastered.sample_rate, loudness,
                   target_lufs=arr.loudness.target_lufs, bpm=arr.bpm, beats_per_bar=arr.beats_per_bar,
                   seams=seams, seam_limit=REROLL_ABOVE if rerolls is None else rerolls.limit)  # fmt: skip
 
@@ -130,8 +131,22 @@ def export_all(
                                  "measured": f"on the decoded {ext}"}  # fmt: skip
     if rerolls is not None:
         manifest["rerolls"] = {"limit": rerolls.limit, "tries": rerolls.tries}
+    if assembly.loop is not None and mixed.wrap is not None:
+        loop = assembly.loop
+        manifest["loop"] = {"bars": loop.bars, "length_s": round(loop.length / out.sample_rate, 6),
+                            "samples": loop.length, "crossfade_s": round(loop.overlap / out.sample_rate, 6),
+                            "wrap_seam": _seam_entry(mixed.wrap)}  # fmt: skip
     atomic_write_text(folder / "manifest.json", json_text(manifest) + "\n")
     return manifest
+
+
+def _in_file(assembly: Any) -> list[Any]:
+    """Where the segments landed, as far as the file goes (a loop's file ends at its whole bars: what
+    lies after them is folded over its start)."""
+    if assembly.loop is None:
+        return list(assembly.placements)
+    end = assembly.loop.length / assembly.sample_rate
+    return [dataclasses.replace(p, end_s=min(p.end_s, end)) for p in assembly.placements if p.start_s < end]
 
 
 ENCODE_TRIES = 4
