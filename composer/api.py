@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from composer.arrangement import Arrangement, load_arrangement
 from composer.arrangement.styles import StyleLibrary
@@ -30,6 +31,7 @@ from composer.job.clip import ClipError, ClipProgress, ClipRequest, ClipResult
 from composer.job.cluster import ClusterEvents, ClusterReport, render_many
 from composer.job.local import Cancelled, RenderResult, TooLargeError
 from composer.job.local import render as _render
+from composer.job.loops import export_loops as _export_loops
 from composer.job.options import Pick, Regen, RenderOptions, Reroll
 from composer.job.prepare import NotRenderedError, prepare
 from composer.job.view import FinishedRender, NoRenderError, open_render
@@ -41,8 +43,8 @@ __all__ = [
     "Arrangement", "Audition", "Cancelled", "ClipError", "ClipProgress", "ClipRequest", "ClipResult", "ClusterEvents",
     "ClusterReport", "ComposerError", "FinishedRender", "KeptEngine", "NoEvents", "NoRenderError", "NotRenderedError",
     "Plan", "Regen", "RenderEvents", "RenderResult", "Reroll", "Settings", "SettingsError", "TooLargeError",
-    "audition", "export_stems", "generate_clip", "load", "open_render", "pick", "plan", "regen", "render",
-    "render_cluster", "settings_from_env",
+    "audition", "export_loops", "export_stems", "generate_clip", "load", "open_render", "pick", "plan", "regen",
+    "render", "render_cluster", "settings_from_env",
 ]  # fmt: skip
 
 
@@ -173,6 +175,20 @@ def audition(
     s = settings or settings_from_env()
     root = Path(out) if out is not None else s.output_dir
     return _audition(Path(file), section, take, s, root)
+
+
+def export_loops(
+    file: Path | str, *, out: Path | str | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """``compose export-loops``: each section of the render as a bar-exact loop in ``<out>/<name>/loops/``,
+    from the cache (nothing generated); returns what ``loops.json`` says (per loop its bars, length and
+    wrap score; the sections too short to loop).
+
+    Raises:
+        NotRenderedError: the render is not in the cache yet.
+    """
+    s = settings or settings_from_env()
+    return _export_loops(Path(file), s, Path(out) if out is not None else s.output_dir)
 
 
 def export_stems(

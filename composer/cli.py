@@ -505,6 +505,23 @@ def export_stems(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, st
         run_render(file, root, lambda events: api.export_stems(file, out=root, settings=settings, events=events))
 
 
+@app.command("export-loops")
+def export_loops(file: FileArg, out: OutOpt = None, models: ModelsOpt = None, styles: StylesOpt = None) -> None:
+    """Write each section of the render as a bar-exact loop (loops/), from the cache, generating nothing."""
+    from composer import api
+    from composer.job.prepare import output_name
+
+    with _user_errors():
+        settings = _settings(models, styles=styles)
+        record = api.export_loops(file, out=out or settings.output_dir, settings=settings)
+        folder = (out or settings.output_dir) / output_name(file)
+        for loop in record["loops"]:
+            typer.echo(f"{loop['section']}: {loop['bars']} bars ({loop['length_s']:.3f} s), wrap seam "
+                       f"{loop['wrap_score']:.1f} -> {folder / loop['file']}")  # fmt: skip
+        for section in record["skipped"]:
+            typer.echo(f"{section}: too short to loop (needs more than {record['crossfade_bars'] + 1} bars)")
+
+
 @models_app.command("pull")
 def models_pull(
     names: Annotated[list[str], typer.Argument(help="small, medium, large or repo ids.", show_default=False)],

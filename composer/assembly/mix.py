@@ -301,13 +301,18 @@ def wrap_seam(audio: np.ndarray, rate: int, assembly: Assembly, bpm: float) -> S
     loop = assembly.loop
     if loop is None:
         return None
-    twice = np.concatenate([audio, audio], axis=1)
-    length, overlap = loop.length / rate, loop.overlap / rate
     end = loop.length / rate  # the segment playing at the loop's end, and the one it wraps into
     last = [p for p in assembly.placements if p.start_s < end][-1].segment
-    first = assembly.placements[0].segment
-    before = Placement(last, 0.0, length + overlap, "start", 0.0)
-    after = Placement(first, length, 2 * length, "crossfade", overlap)
+    return score_wrap(audio, rate, loop, (last, assembly.placements[0].segment), bpm)
+
+
+def score_wrap(audio: np.ndarray, rate: int, loop: Loop, names: tuple[str, str], bpm: float) -> Seam:
+    """The join of a folded loop ``audio``, scored by :func:`score_seams` on it played twice: ``names``
+    are the segments before and after the wrap."""
+    twice = np.concatenate([audio, audio], axis=1)
+    length, overlap = loop.length / rate, loop.overlap / rate
+    before = Placement(names[0], 0.0, length + overlap, "start", 0.0)
+    after = Placement(names[1], length, 2 * length, "crossfade", overlap)
     return score_seams(twice, rate, [before, after], None, bpm)[0]
 
 

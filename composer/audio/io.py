@@ -23,7 +23,7 @@ COMPRESSION = {"MP3": {"high": 0.0, "standard": 0.5, "small": 0.75},
 
 
 def write_audio(
-    path: Path, audio: np.ndarray, sample_rate: int, bit_depth: int | str = 16, fmt: str | None = None,
+    path: Path, audio: np.ndarray, sample_rate: int, bit_depth: int | str = 16, fmt: str | None = None, *,
     quality: str = "high", tag: Callable[[Path, str], None] | None = None,
 ) -> None:  # fmt: skip
     """Write (channels, samples) float audio as WAV or FLAC (``bit_depth``), or MP3 or Ogg Vorbis

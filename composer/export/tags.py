@@ -16,8 +16,13 @@ from __future__ import annotations
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from mutagen import id3
+from mutagen.flac import FLAC
+from mutagen.oggvorbis import OggVorbis
 
 from composer import __version__
 
@@ -66,6 +71,15 @@ def root_note(key: str | None) -> int | None:
         return None
     pitch = NOTES[short[0]] + (1 if "#" in short else -1 if short[1:2] == "b" else 0)
     return ACID_ROOT_C + pitch % 12
+
+
+def tagger(tags: Tags) -> Callable[[Path, str], None]:
+    """``tags`` as the hook :func:`composer.audio.io.write_audio` calls on the file it wrote."""
+
+    def tag(path: Path, fmt: str) -> None:
+        write_tags(path, fmt, tags)
+
+    return tag
 
 
 def write_tags(path: Path, fmt: str, tags: Tags) -> None:
@@ -149,9 +163,6 @@ def _acid_chunk(tags: Tags, seconds: float) -> bytes:
 
 
 def _vorbis(path: Path, fmt: str, tags: Tags) -> None:
-    from mutagen.flac import FLAC
-    from mutagen.oggvorbis import OggVorbis
-
     audio = FLAC(path) if fmt == "FLAC" else OggVorbis(path)
     fields = {"TITLE": tags.title, "BPM": f"{tags.bpm:g}", "ENCODER": tags.software, "COMMENT": tags.comment()}
     fields |= {k: v for k, v in (("ARTIST", tags.artist), ("KEY", short_key(tags.key)), ("SUBTITLE", tags.section))
@@ -162,8 +173,6 @@ def _vorbis(path: Path, fmt: str, tags: Tags) -> None:
 
 
 def _id3(path: Path, tags: Tags) -> None:
-    from mutagen import id3
-
     try:
         frames = id3.ID3(path)
     except id3.ID3NoHeaderError:

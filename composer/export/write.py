@@ -18,6 +18,7 @@ from composer.assembly.limiter import true_peak_db
 from composer.assembly.loudness import db_to_gain, integrated_lufs, short_term_lufs
 from composer.assembly.mix import (
     STEM_HEADROOM_DB,
+    Master,
     Mixdown,
     aligned_stem,
     generated_audio,
@@ -30,7 +31,7 @@ from composer.audio.io import read_audio, write_audio
 from composer.engine.types import Take
 from composer.export.markers import audacity_labels, cue_sheet
 from composer.export.picture import draw_timeline
-from composer.export.tags import Tags, write_tags
+from composer.export.tags import Tags, tagger
 from composer.fsutil import atomic_write_text, json_text, remove_file
 from composer.plan import Plan, Segment
 from composer.render.run import RunStats
@@ -69,20 +70,7 @@ def export_all(
     plan = dataclasses.replace(plan, timeline=assembly.placements)
     shown = dataclasses.replace(plan, timeline=_in_file(assembly))  # markers and picture: within the file
 
-    tags = Tags(title=plan.title, bpm=arr.bpm, beats_per_bar=arr.beats_per_bar, key=arr.key, artist=arr.artist,
-                loudness_lufs=integrated_lufs(mastered.audio, out.sample_rate),
-                true_peak_dbtp=mastered.true_peak_dbtp)  # fmt: skip
-
-    def write(path: Path, audio: np.ndarray, section: str | None = None) -> None:
-        these = tags if section is None else dataclasses.replace(tags, section=section, loudness_lufs=None,
-                                                                 true_peak_dbtp=None)  # fmt: skip
-        write_audio(path, audio, out.sample_rate, bit_depth=out.bit_depth, fmt=ext, quality=out.quality,
-                    tag=lambda tmp, fmt: write_tags(tmp, fmt, these))  # fmt: skip
-
-    def write_raw(path: Path, cached: Take, section: str) -> None:
-        """A segment as generated (continuation prompt trimmed), at the output rate."""
-        write(path, _clipped(generated_audio(cached, out.sample_rate), path.name), section)  # DC removed, as in the mix
-
+    write = _audio_writer(plan, arr, mastered)
     mix_name = f"mix.{ext}"
     encoded = write_mix(folder / mix_name, mastered.audio, arr.loudness.true_peak_dbtp, write, lossy=ext in LOSSY)
     for other in {"wav", "flac", *LOSSY} - {ext}:  # after a format change, only the current format's files remain
@@ -93,7 +81,9 @@ def export_all(
     for index, track in enumerate(assembly.tracks, start=1):
         raw_path = stems / "raw" / f"{track.segment}.{ext}"
         aligned_path = stems / "aligned" / f"{index:02d}-{track.segment}.{ext}"
-        write_raw(raw_path, segments[track.segment], track.segment)
+        # as generated (continuation prompt trimmed, DC removed as in the mix), at the output rate
+        write(raw_path, _clipped(generated_audio(segments[track.segment], out.sample_rate), raw_path.name),
+              track.segment)  # fmt: skip
         write(aligned_path, _clipped(aligned_stem(assembly, track), aligned_path.name), track.segment)
         keep |= {raw_path, aligned_path}
         files[track.segment] = {
@@ -123,21 +113,46 @@ def export_all(
     manifest = _manifest(plan, arr, file, mixed, segments, stats=stats, state=state, settings=settings, files=files,
                          takes=takes_written)  # fmt: skip
     manifest["seams"] = [_seam_entry(seam) for seam in seams]
-    if encoded is not None:  # what the lossy file holds, measured on its decoded samples
-        audio, gain_db = encoded
-        lufs = integrated_lufs(audio, out.sample_rate)
-        manifest["loudness"] |= {"integrated_lufs": None if lufs is None else round(lufs, 2),
-                                 "true_peak_dbtp": round(true_peak_db(audio), 2), "encoding_gain_db": round(gain_db, 2),
-                                 "measured": f"on the decoded {ext}"}  # fmt: skip
+    _add_encoding_and_loop(manifest, mixed, encoded, arr)
     if rerolls is not None:
         manifest["rerolls"] = {"limit": rerolls.limit, "tries": rerolls.tries}
-    if assembly.loop is not None and mixed.wrap is not None:
-        loop = assembly.loop
-        manifest["loop"] = {"bars": loop.bars, "length_s": round(loop.length / out.sample_rate, 6),
-                            "samples": loop.length, "crossfade_s": round(loop.overlap / out.sample_rate, 6),
-                            "wrap_seam": _seam_entry(mixed.wrap)}  # fmt: skip
     atomic_write_text(folder / "manifest.json", json_text(manifest) + "\n")
     return manifest
+
+
+def _audio_writer(plan: Plan, arr: Arrangement, mastered: Master) -> Callable[..., None]:
+    """``write(path, audio, section=None)``: a file in the arrangement's format, tagged (a stem or take with
+    its section; the mix with its loudness)."""
+    out = arr.output
+    tags = Tags(title=plan.title, bpm=arr.bpm, beats_per_bar=arr.beats_per_bar, key=arr.key, artist=arr.artist,
+                loudness_lufs=integrated_lufs(mastered.audio, out.sample_rate),
+                true_peak_dbtp=mastered.true_peak_dbtp)  # fmt: skip
+
+    def write(path: Path, audio: np.ndarray, section: str | None = None) -> None:
+        these = tags if section is None else dataclasses.replace(tags, section=section, loudness_lufs=None,
+                                                                 true_peak_dbtp=None)  # fmt: skip
+        write_audio(path, audio, out.sample_rate, bit_depth=out.bit_depth, fmt=out.format, quality=out.quality,
+                    tag=tagger(these))  # fmt: skip
+
+    return write
+
+
+def _add_encoding_and_loop(
+    manifest: dict[str, Any], mixed: Mixdown, encoded: tuple[np.ndarray, float] | None, arr: Arrangement
+) -> None:
+    """A lossy mix's loudness as measured on its decoded samples, and a looping track's wrap."""
+    rate = arr.output.sample_rate
+    if encoded is not None:
+        audio, gain_db = encoded
+        lufs = integrated_lufs(audio, rate)
+        manifest["loudness"] |= {"integrated_lufs": None if lufs is None else round(lufs, 2),
+                                 "true_peak_dbtp": round(true_peak_db(audio), 2), "encoding_gain_db": round(gain_db, 2),
+                                 "measured": f"on the decoded {arr.output.format}"}  # fmt: skip
+    loop = mixed.assembly.loop
+    if loop is not None and mixed.wrap is not None:
+        manifest["loop"] = {"bars": loop.bars, "length_s": round(loop.length / rate, 6), "samples": loop.length,
+                            "crossfade_s": round(loop.overlap / rate, 6),
+                            "wrap_seam": _seam_entry(mixed.wrap)}  # fmt: skip
 
 
 def _in_file(assembly: Any) -> list[Any]:

@@ -49,13 +49,13 @@ STATIC = Path(__file__).parent / "static"
 REROLL_TRIES = 2  # a seam's Re-roll button: as `compose render --reroll 2 --reroll-above <its score>`
 MEDIA_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
 SEAM_FIELDS = ("before", "after", "at_s", "score", "loudness_lu", "spectrum_db", "tempo_percent", "harmony", "ratios")
-PEAK_COLUMNS = 2000
+PEAK_COLUMNS = 2000  # waveform columns sent to the page: 2000 numbers is ~14 KB of JSON
 SECURITY_HEADERS = [  # the page runs only its own code, in no frame
     (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; media-src 'self'; "
                                  b"frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
-]  # fmt: skip  # waveform columns sent to the page: 2000 x 2 numbers is ~30 KB of JSON
+]  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +84,7 @@ def create_app(studio: Studio, jobs: Jobs | None = None) -> ASGIApp:
         html = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{TOKEN}}", studio.token)
         return HTMLResponse(html, headers={"cache-control": "no-store"})
 
-    async def arrangements(request: Request) -> Response:
+    def arrangements(request: Request) -> Response:  # plans each file: in the thread pool, not the event loop
         return JSONResponse([_arrangement_entry(studio, f) for f in studio.files])
 
     def render_view(request: Request) -> Response:
