@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import platform
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +73,8 @@ def export_all(
 
     write = _audio_writer(plan, arr, mastered)
     mix_name = f"mix.{ext}"
-    encoded = write_mix(folder / mix_name, mastered.audio, arr.loudness.true_peak_dbtp, write, lossy=ext in LOSSY)
+    aim = Loudness(out.sample_rate, arr.loudness.target_lufs, arr.loudness.true_peak_dbtp)
+    encoded = write_mix(folder / mix_name, mastered.audio, aim, write, lossy=ext in LOSSY)
     for other in {"wav", "flac", *LOSSY} - {ext}:  # after a format change, only the current format's files remain
         remove_file(folder / f"mix.{other}")  # the stems' and takes' files: _remove_stale
     stems = folder / "stems"
@@ -167,12 +169,22 @@ def _in_file(assembly: Any) -> list[Any]:
 ENCODE_TRIES = 4
 
 
+@dataclass(frozen=True)
+class Loudness:
+    """What a mix file must hold: its integrated loudness target and true-peak ceiling."""
+
+    sample_rate: int
+    target_lufs: float
+    true_peak_dbtp: float
+
+
 def write_mix(
-    path: Path, audio: np.ndarray, ceiling_dbtp: float, write: Callable[[Path, np.ndarray], None], *, lossy: bool
+    path: Path, audio: np.ndarray, loudness: Loudness, write: Callable[[Path, np.ndarray], None], *, lossy: bool
 ) -> tuple[np.ndarray, float] | None:
-    """Write the mix. A lossy encoder overshoots the peaks it was given (MP3 by up to a few dB), so an
-    mp3 or ogg mix is decoded and, where its true peak passes the ceiling, encoded again that much
-    quieter (plus 0.1 dB), up to :data:`ENCODE_TRIES` times.
+    """Write the mix. A lossy encoder does not keep what it was given: it overshoots the peaks (MP3 by
+    up to a few dB) and its low-pass can take some loudness. So an mp3 or ogg mix is decoded and encoded
+    again with a gain that brings its true peak under the ceiling (plus 0.1 dB) and, where the peaks
+    allow, its loudness to the target (within 0.1 LU), up to :data:`ENCODE_TRIES` times.
 
     Returns:
         For a lossy mix, the decoded samples and the gain applied before encoding (dB); else None.
@@ -183,17 +195,20 @@ def write_mix(
     gain_db = 0.0
     for _ in range(ENCODE_TRIES):
         decoded, _ = read_audio(path)
-        over = true_peak_db(decoded) - ceiling_dbtp
-        if over <= 0:
+        peak, lufs = true_peak_db(decoded), integrated_lufs(decoded, loudness.sample_rate)
+        over = peak - loudness.true_peak_dbtp
+        short = 0.0 if lufs is None else min(loudness.target_lufs - lufs, -over - 0.1)
+        if over <= 0 and short <= 0.1:
             break
-        gain_db -= over + 0.1
-        log.info("%s: true peak %.2f dB over the ceiling after encoding; encoding again at %+.2f dB",
-                 path.name, over, gain_db)  # fmt: skip
+        gain_db += -(over + 0.1) if over > 0 else short
+        log.info("%s: after encoding, true peak %.2f dBTP and %.2f LUFS; encoding again at %+.2f dB",
+                 path.name, peak, lufs if lufs is not None else float("nan"), gain_db)  # fmt: skip
         write(path, (audio * db_to_gain(gain_db)).astype(np.float32))
     else:
         decoded, _ = read_audio(path)
-        log.warning("%s: true peak %.2f dBTP after encoding, above the %.1f dBTP ceiling",
-                    path.name, true_peak_db(decoded), ceiling_dbtp)  # fmt: skip
+        if true_peak_db(decoded) > loudness.true_peak_dbtp:
+            log.warning("%s: true peak %.2f dBTP after encoding, above the %.1f dBTP ceiling",
+                        path.name, true_peak_db(decoded), loudness.true_peak_dbtp)  # fmt: skip
     return decoded, gain_db
 
 
