@@ -71,6 +71,8 @@ class FastDecoder:
     """Decoding loop over the weights of a loaded transformers MusicGen model."""
 
     def __init__(self, lm: LoadedModel):
+        import torch
+
         self.lm = lm
         model = lm.model
         config = model.decoder.config
@@ -84,6 +86,9 @@ class FastDecoder:
         self.device = lm.device
         self.w = decoder_weights(model, lm.kernel, lm.pad, lm.rows)  # packed for the CPU kernel, or views (CUDA)
         self.dtype = self.w.dtype
+        # the key/value cache: float32 on the CPU, where attention over it in bfloat16/float16 was 6x slower
+        # (2.2 vs 0.35 ms per layer at 1536 positions on an AVX-512 EPYC): the step grew 3x along a segment
+        self.kv_dtype = torch.float32 if self.device.type == "cpu" else self.dtype
         self.layers = self.w.layers
         self.heads = spec.heads
         self.dim = spec.hidden
@@ -251,8 +256,8 @@ class FastDecoder:
             self._workspaces.clear()  # one shape at a time: a new shape frees the last one's memory
             shape = (len(self.layers), n_rows, self.heads, bucket, self.head_dim)
             self._workspaces[key] = (
-                torch.zeros(shape, dtype=self.dtype, device=self.device),
-                torch.zeros(shape, dtype=self.dtype, device=self.device),
+                torch.zeros(shape, dtype=self.kv_dtype, device=self.device),
+                torch.zeros(shape, dtype=self.kv_dtype, device=self.device),
             )
         cache_k, cache_v = self._workspaces[key]
         cache_k.zero_()
@@ -335,8 +340,8 @@ class FastDecoder:
             residual = hidden
             q, kk, v = layer.qkv(self._norm(hidden, layer.norm_self)).split(self.dim, dim=-1)
             q, kk, v = self._split(q), self._split(kk), self._split(v)
-            state.cache_k[i, rows, :, :steps] = kk
-            state.cache_v[i, rows, :, :steps] = v
+            state.cache_k[i, rows, :, :steps] = kk.to(self.kv_dtype)
+            state.cache_v[i, rows, :, :steps] = v.to(self.kv_dtype)
             attn = attention(q, kk, v, causal=True)
             hidden = residual + layer.out(attn.transpose(1, 2).reshape(n, steps, self.dim))
             if layer.cross_q is not None and layer.cross_out is not None and layer.norm_cross is not None:
@@ -405,9 +410,9 @@ class FastDecoder:
         for i, layer in enumerate(self.layers):
             residual = hidden
             q, kk, v = layer.qkv(self._norm(hidden, layer.norm_self)).split(self.dim, dim=-1)
-            state.cache_k[i].index_put_(where, kk.view(n, self.heads, self.head_dim))
-            state.cache_v[i].index_put_(where, v.view(n, self.heads, self.head_dim))
-            q = self._split(q)
+            state.cache_k[i].index_put_(where, kk.view(n, self.heads, self.head_dim).to(self.kv_dtype))
+            state.cache_v[i].index_put_(where, v.view(n, self.heads, self.head_dim).to(self.kv_dtype))
+            q = self._split(q).to(self.kv_dtype)
             if len(windows) == 1:
                 w = windows[0][1]
                 attn = attention(q, state.cache_k[i, :, :, :w], state.cache_v[i, :, :, :w], masks[0])

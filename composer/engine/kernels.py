@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-KERNEL_VERSION = 2  # bumped when a kernel would round differently (part of every cache key); 2: attention()
+# bumped when a kernel would round differently (part of every cache key): 2 attention(), 3 float32 KV cache
+KERNEL_VERSION = 3
 ROWS = 16  # the default chunk: every CPU product runs on row chunks of exactly this many rows
 CHUNKS: tuple[int, ...] = (2, 16)  # chunk sizes the tuner compares: 2 = one segment with guidance
 CPU_KERNELS: tuple[str, ...] = ("float32", "bfloat16", "float16", "int8")
@@ -165,21 +166,22 @@ def attention(
 
 
 def probe_attention(kernel: str, thread_counts: list[int], seed: int = 0) -> list[str]:
-    """Where :func:`attention` in ``kernel``'s activation type gives a row other bits at another batch size,
-    row position or thread count (decoding steps over 64 and 300 positions, and a causal prefill)."""
+    """Where :func:`attention` gives a row other bits at another batch size, row position or thread count:
+    in ``kernel``'s activation type (the prefill and the text) and in float32 (the decoding steps over
+    the CPU's float32 key/value cache), over 64 and 300 positions and a causal prefill."""
     import torch
 
-    dtype = activation_dtype(kernel)
     gen = torch.Generator().manual_seed(seed)
     failures: list[str] = []
     n = 10
-    for queries, positions in ((1, 64), (1, 300), (24, 24)):
-        q = torch.randn(n, 16, queries, 64, generator=gen).to(dtype)
-        k, v = (torch.randn(n, 16, positions, 64, generator=gen).to(dtype) for _ in range(2))
-        ends = torch.randint(positions // 2, positions, (n,), generator=gen)
-        mask = None if queries > 1 else (torch.arange(positions) <= ends[:, None]).view(n, 1, 1, positions)
-        label = f"attention {queries}x{positions}"
-        failures += _attention_failures(q, k, v, mask, thread_counts, label)
+    for dtype in dict.fromkeys([activation_dtype(kernel), torch.float32]):
+        for queries, positions in ((1, 64), (1, 300), (24, 24)):
+            q = torch.randn(n, 16, queries, 64, generator=gen).to(dtype)
+            k, v = (torch.randn(n, 16, positions, 64, generator=gen).to(dtype) for _ in range(2))
+            ends = torch.randint(positions // 2, positions, (n,), generator=gen)
+            mask = None if queries > 1 else (torch.arange(positions) <= ends[:, None]).view(n, 1, 1, positions)
+            label = f"{str(dtype).removeprefix('torch.')} attention {queries}x{positions}"
+            failures += _attention_failures(q, k, v, mask, thread_counts, label)
     return failures
 
 
