@@ -52,10 +52,12 @@ class Assembly:
         """Stereo when any segment is stereo (mono segments are then up-mixed)."""
         return max((t.audio.shape[0] for t in self.tracks), default=1)
 
-    @property
-    def out_length(self) -> int:
-        """Samples in the files: the timeline's, or a loop's whole bars."""
-        return self.loop.length if self.loop else self.length
+    def placements_in_file(self) -> list[Placement]:
+        """The placements that start inside the file: all of them, or those before a loop's end (what
+        lies after it is folded over the loop's start)."""
+        if self.loop is None:
+            return list(self.placements)
+        return [p for p in self.placements if p.start_s * self.sample_rate < self.loop.length]
 
     def mix(self) -> np.ndarray:
         out = np.zeros((self.channels, self.length), np.float64)
@@ -301,8 +303,7 @@ def wrap_seam(audio: np.ndarray, rate: int, assembly: Assembly, bpm: float) -> S
     loop = assembly.loop
     if loop is None:
         return None
-    end = loop.length / rate  # the segment playing at the loop's end, and the one it wraps into
-    last = [p for p in assembly.placements if p.start_s < end][-1].segment
+    last = assembly.placements_in_file()[-1].segment  # playing at the loop's end; it wraps into the first
     return score_wrap(audio, rate, loop, (last, assembly.placements[0].segment), bpm)
 
 
@@ -319,11 +320,15 @@ def score_wrap(audio: np.ndarray, rate: int, loop: Loop, names: tuple[str, str],
 def mixdown(plan: Plan, arr: Arrangement, segments: dict[str, Take]) -> Mixdown:
     """Assemble at the output rate, master to the arrangement's loudness and ceiling, score every join:
     what export writes and what a re-roll judges a transition by (one definition for both)."""
+    assembly, mastered = assemble_and_master(plan, arr, segments)
+    rate = mastered.sample_rate
+    seams = score_seams(mastered.audio, rate, assembly.placements_in_file(), assembly.alignment, arr.bpm)
+    return Mixdown(assembly, mastered, seams, wrap_seam(mastered.audio, rate, assembly, arr.bpm))
+
+
+def assemble_and_master(plan: Plan, arr: Arrangement, segments: dict[str, Take]) -> tuple[Assembly, Master]:
+    """The mix at the output rate, mastered to the arrangement's loudness and ceiling (no seam scores):
+    the mix itself, and a take heard in it (:mod:`composer.job.audition`)."""
     rate = arr.output.sample_rate
     assembly = assemble(plan, arr, segments, rate)
-    mastered = master(assembly.mix(), rate, arr.loudness.target_lufs, arr.loudness.true_peak_dbtp)
-    placements = assembly.placements
-    if assembly.loop is not None:  # the joins that are in the loop's file
-        placements = [p for p in placements if p.start_s * rate < assembly.loop.length]
-    seams = score_seams(mastered.audio, mastered.sample_rate, placements, assembly.alignment, arr.bpm)
-    return Mixdown(assembly, mastered, seams, wrap_seam(mastered.audio, rate, assembly, arr.bpm))
+    return assembly, master(assembly.mix(), rate, arr.loudness.target_lufs, arr.loudness.true_peak_dbtp)

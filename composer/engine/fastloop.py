@@ -332,7 +332,6 @@ class FastDecoder:
 
     def _prefill_rows(self, hidden: torch.Tensor, rows: torch.Tensor, index: torch.Tensor, state: StepState) -> None:
         """A causal multi-position forward over embeddings ``hidden`` (n, T, D) writing the cache of ``rows``."""
-
         n, steps, _ = hidden.shape
         cond = index.shape[0]
         hidden = hidden + self.w.positions[:steps].to(hidden.dtype)

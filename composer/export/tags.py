@@ -45,6 +45,11 @@ class Tags:
     true_peak_dbtp: float | None = None
 
     @property
+    def name(self) -> str:
+        """The title, and the section of a stem or take."""
+        return f"{self.title}: {self.section}" if self.section else self.title
+
+    @property
     def software(self) -> str:
         return f"composer {__version__}"
 
@@ -125,8 +130,7 @@ def _text(value: str, size: int | None = None) -> bytes:
 
 
 def _info_chunk(tags: Tags) -> bytes:
-    title = f"{tags.title}: {tags.section}" if tags.section else tags.title
-    fields = [(b"INAM", title), (b"ICMT", tags.comment()), (b"ISFT", tags.software)]
+    fields = [(b"INAM", tags.name), (b"ICMT", tags.comment()), (b"ISFT", tags.software)]
     if tags.artist:
         fields.insert(1, (b"IART", tags.artist))
     return _chunk(b"LIST", b"INFO" + b"".join(_chunk(k, _text(v)) for k, v in fields))
@@ -140,8 +144,7 @@ def _bext_chunk(tags: Tags) -> bytes:
             return UNKNOWN_LOUDNESS
         return max(-32768, min(32767, round(value * 100)))
 
-    name = f"{tags.title}: {tags.section}" if tags.section else tags.title
-    description = f"{name} ({tags.comment()})"  # FFmpeg shows it as the comment (over ICMT)
+    description = f"{tags.name} ({tags.comment()})"  # FFmpeg shows it as the comment (over ICMT)
     body = (
         _text(description, 256) + _text("composer", 32) + _text(tags.software, 32) + _text("", 10) + _text("", 8)
         + struct.pack("<IIH", 0, 0, 2) + b"\0" * 64

@@ -19,6 +19,7 @@ from composer.assembly.limiter import true_peak_db
 from composer.assembly.loudness import db_to_gain, integrated_lufs, short_term_lufs
 from composer.assembly.mix import (
     STEM_HEADROOM_DB,
+    Assembly,
     Master,
     Mixdown,
     aligned_stem,
@@ -34,7 +35,7 @@ from composer.export.markers import audacity_labels, cue_sheet
 from composer.export.picture import draw_timeline
 from composer.export.tags import Tags, tagger
 from composer.fsutil import atomic_write_text, json_text, remove_file
-from composer.plan import Plan, Segment
+from composer.plan import Placement, Plan, Segment
 from composer.render.run import RunStats
 from composer.settings import Settings
 
@@ -127,7 +128,7 @@ def _audio_writer(plan: Plan, arr: Arrangement, mastered: Master) -> Callable[..
     its section; the mix with its loudness)."""
     out = arr.output
     tags = Tags(title=plan.title, bpm=arr.bpm, beats_per_bar=arr.beats_per_bar, key=arr.key, artist=arr.artist,
-                loudness_lufs=integrated_lufs(mastered.audio, out.sample_rate),
+                loudness_lufs=mastered.integrated_lufs,
                 true_peak_dbtp=mastered.true_peak_dbtp)  # fmt: skip
 
     def write(path: Path, audio: np.ndarray, section: str | None = None) -> None:
@@ -139,16 +140,14 @@ def _audio_writer(plan: Plan, arr: Arrangement, mastered: Master) -> Callable[..
     return write
 
 
-def _add_encoding_and_loop(
-    manifest: dict[str, Any], mixed: Mixdown, encoded: tuple[np.ndarray, float] | None, arr: Arrangement
-) -> None:
+def _add_encoding_and_loop(manifest: dict[str, Any], mixed: Mixdown, encoded: Encoded | None, arr: Arrangement) -> None:
     """A lossy mix's loudness as measured on its decoded samples, and a looping track's wrap."""
     rate = arr.output.sample_rate
     if encoded is not None:
-        audio, gain_db = encoded
-        lufs = integrated_lufs(audio, rate)
+        lufs = encoded.integrated_lufs
         manifest["loudness"] |= {"integrated_lufs": None if lufs is None else round(lufs, 2),
-                                 "true_peak_dbtp": round(true_peak_db(audio), 2), "encoding_gain_db": round(gain_db, 2),
+                                 "true_peak_dbtp": round(encoded.true_peak_dbtp, 2),
+                                 "encoding_gain_db": round(encoded.gain_db, 2),
                                  "measured": f"on the decoded {arr.output.format}"}  # fmt: skip
     loop = mixed.assembly.loop
     if loop is not None and mixed.wrap is not None:
@@ -157,13 +156,12 @@ def _add_encoding_and_loop(
                             "wrap_seam": _seam_entry(mixed.wrap)}  # fmt: skip
 
 
-def _in_file(assembly: Any) -> list[Any]:
-    """Where the segments landed, as far as the file goes (a loop's file ends at its whole bars: what
-    lies after them is folded over its start)."""
+def _in_file(assembly: Assembly) -> list[Placement]:
+    """Where the segments landed, as far as the file goes (a loop's file ends at its whole bars)."""
     if assembly.loop is None:
         return list(assembly.placements)
     end = assembly.loop.length / assembly.sample_rate
-    return [dataclasses.replace(p, end_s=min(p.end_s, end)) for p in assembly.placements if p.start_s < end]
+    return [dataclasses.replace(p, end_s=min(p.end_s, end)) for p in assembly.placements_in_file()]
 
 
 ENCODE_TRIES = 4
@@ -178,38 +176,46 @@ class Loudness:
     true_peak_dbtp: float
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """A lossy mix as written: the gain applied before its last encoding, and what its decoded samples
+    measure."""
+
+    gain_db: float
+    integrated_lufs: float | None
+    true_peak_dbtp: float
+
+
 def write_mix(
     path: Path, audio: np.ndarray, loudness: Loudness, write: Callable[[Path, np.ndarray], None], *, lossy: bool
-) -> tuple[np.ndarray, float] | None:
+) -> Encoded | None:
     """Write the mix. A lossy encoder does not keep what it was given: it overshoots the peaks (MP3 by
     up to a few dB) and its low-pass can take some loudness. So an mp3 or ogg mix is decoded and encoded
     again with a gain that brings its true peak under the ceiling (plus 0.1 dB) and, where the peaks
     allow, its loudness to the target (within 0.1 LU), up to :data:`ENCODE_TRIES` times.
 
     Returns:
-        For a lossy mix, the decoded samples and the gain applied before encoding (dB); else None.
+        For a lossy mix, what the file holds (measured once per decoding); else None.
     """
     write(path, audio)
     if not lossy:
         return None
     gain_db = 0.0
-    for _ in range(ENCODE_TRIES):
+    for tries in range(ENCODE_TRIES + 1):
         decoded, _ = read_audio(path)
         peak, lufs = true_peak_db(decoded), integrated_lufs(decoded, loudness.sample_rate)
         over = peak - loudness.true_peak_dbtp
         short = 0.0 if lufs is None else min(loudness.target_lufs - lufs, -over - 0.1)
-        if over <= 0 and short <= 0.1:
+        if (over <= 0 and short <= 0.1) or tries == ENCODE_TRIES:
             break
         gain_db += -(over + 0.1) if over > 0 else short
         log.info("%s: after encoding, true peak %.2f dBTP and %.2f LUFS; encoding again at %+.2f dB",
                  path.name, peak, lufs if lufs is not None else float("nan"), gain_db)  # fmt: skip
         write(path, (audio * db_to_gain(gain_db)).astype(np.float32))
-    else:
-        decoded, _ = read_audio(path)
-        if true_peak_db(decoded) > loudness.true_peak_dbtp:
-            log.warning("%s: true peak %.2f dBTP after encoding, above the %.1f dBTP ceiling",
-                        path.name, true_peak_db(decoded), loudness.true_peak_dbtp)  # fmt: skip
-    return decoded, gain_db
+    if over > 0:
+        log.warning("%s: true peak %.2f dBTP after encoding, above the %.1f dBTP ceiling",
+                    path.name, peak, loudness.true_peak_dbtp)  # fmt: skip
+    return Encoded(gain_db, lufs, peak)
 
 
 def _clipped(audio: np.ndarray, name: str) -> np.ndarray:
@@ -286,7 +292,7 @@ def _manifest(
             "melody": seg.melody, "melody_sha256": seg.melody_sha256,
             "files": files.get(seg.id, {}),
         })  # fmt: skip
-    measured = integrated_lufs(mastered.audio, mastered.sample_rate)
+    measured = mastered.integrated_lufs  # measured by master() on this very audio
     return {
         "composer_version": __version__,
         "arrangement": str(file),

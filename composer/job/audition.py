@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from composer.assembly.mix import assemble, master
+from composer.assembly.mix import assemble_and_master
 from composer.engine.types import Take
 from composer.fsutil import atomic_path, filesystem_errors, output_tree, remove_file
 from composer.job.prepare import NotRenderedError, prepare
@@ -73,9 +73,7 @@ def audition(file: Path, section: str, take: int, settings: Settings, out_root: 
         with contextlib.suppress(OSError):
             os.utime(path)  # recently heard: kept longest
         return Audition(section, take, path, borrowed, cached=True)
-    rate = arrangement.output.sample_rate  # the mix's own assembly and mastering (no seam scores needed)
-    assembly = assemble(wanted, arrangement, segments, rate)
-    mastered = master(assembly.mix(), rate, arrangement.loudness.target_lufs, arrangement.loudness.true_peak_dbtp)
+    mastered = assemble_and_master(wanted, arrangement, segments)[1]
     with filesystem_errors(out_root), output_tree(out_root):
         with atomic_path(path) as tmp:
             tmp.write_bytes(_wav_bytes(mastered.audio, mastered.sample_rate))
