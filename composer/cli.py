@@ -546,7 +546,7 @@ def models_pull(
 
 @models_app.command("list")
 def models_list(models: ModelsOpt = None) -> None:
-    """Show the models in the model cache with their sizes."""
+    """Show the models in the model cache: name, format (transformers or audiocraft), size, where."""
     from composer.engine.models import list_cached
 
     with _user_errors():
@@ -556,7 +556,7 @@ def models_list(models: ModelsOpt = None) -> None:
             typer.echo(f"no models in {settings.hub_cache}; run `compose models pull small medium`")
             return
         for item in found:
-            typer.echo(f"{item.repo_id:<36} {item.size_bytes / 1e9:8.3f} GB  rev {item.revision[:10]}")
+            typer.echo(f"{item.repo_id:<36} {item.format:<12} {item.size_bytes / 1e9:8.3f} GB  {item.path}")
 
 
 @models_app.command("tune")
@@ -571,7 +571,7 @@ def models_tune(
     COMPOSER_CPU_DTYPE (auto by default) overrides the choice.
     """
 
-    from composer.engine.models import cached_revision, read_shape, resolve_repo_id
+    from composer.engine.models import model_revision, read_shape, resolve_repo_id
 
     with _user_errors():
         settings = _settings(models)
@@ -579,7 +579,7 @@ def models_tune(
         typer.echo(f"{cpu} ({isa_summary() or 'no AVX2'}), {settings.cache_dir / 'composer-tuning.json'}")
         for name in names:
             repo_id = resolve_repo_id(name, settings)
-            shape = read_shape(repo_id, cached_revision(repo_id, settings.hub_cache), settings.hub_cache)
+            shape = read_shape(repo_id, model_revision(repo_id, settings), settings)
             if shape is None:
                 raise ComposerError(f"{repo_id} is not in {settings.hub_cache}; run `compose models pull {name}`")
             choice = choose_kernel(shape, replace(settings, cpu_dtype="auto"), force=True)

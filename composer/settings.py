@@ -49,6 +49,7 @@ class Settings:
     )
     step_mode: str = "auto"  # fast loop's decode step: auto (CUDA graph on CUDA, eager on CPU), eager, graph, compile
     fault_at: str | None = None  # tests only: deliver a signal at a named point (composer.faults)
+    audiocraft_cache: Path | None = None  # AUDIOCRAFT_CACHE_DIR: where audiocraft keeps its model files
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields replaced (None values are ignored)."""
@@ -103,6 +104,7 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     or ``~/.cache/huggingface``). Styles: ``COMPOSER_STYLES_DIR``, the nearest ``styles/`` upwards, the
     shipped library. Outputs: ``COMPOSER_OUTPUT_DIR``, else ``./output``.
     ``HF_HUB_CACHE`` overrides the hub folder inside it. ``HF_HUB_OFFLINE=1`` forbids downloads.
+    ``AUDIOCRAFT_CACHE_DIR`` is also where audiocraft's own model files are looked for (then the hub folder).
     ``COMPOSER_MODELS`` picks the model source (``hub``, ``tiny`` or ``random``), ``COMPOSER_DEVICE`` the
     device, ``COMPOSER_ENGINE`` the decoding loop, ``COMPOSER_BATCH`` how many segments run together and
     ``COMPOSER_CPU_DTYPE`` the LM decoder's kernel on CPU (``auto``: the fastest measured here),
@@ -149,6 +151,7 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
     return Settings(
         cache_dir=cache_dir,
         hub_cache=hub_cache,
+        audiocraft_cache=Path(env["AUDIOCRAFT_CACHE_DIR"]) if env.get("AUDIOCRAFT_CACHE_DIR") else None,
         offline=_truthy(env.get("HF_HUB_OFFLINE")) or _truthy(env.get("TRANSFORMERS_OFFLINE")),
         model_source=source,  # type: ignore[arg-type]
         device=device,

@@ -55,9 +55,15 @@ TINY_REPOS: dict[str, str] = {alias: f"composer-tiny/musicgen-{alias}" for alias
 RANDOM_REPOS: dict[str, str] = {alias: f"composer-random/musicgen-{alias}" for alias in MODELS}
 
 
+def is_path_model(name: str) -> bool:
+    """A model given as a folder (``./my-finetune``, ``/models/x``, ``~/x``) rather than a name."""
+    return name.startswith(("/", "./", "../", "~"))
+
+
 def is_known_model(name: str) -> bool:
-    """True for an alias (small/medium/large) or something shaped like a hub repo id (ORG/NAME)."""
-    if name in MODELS:
+    """True for an alias (small/medium/large), something shaped like a hub repo id (ORG/NAME) or a
+    folder path (see :func:`is_path_model`)."""
+    if name in MODELS or is_path_model(name):
         return True
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and ".." not in name and " " not in name

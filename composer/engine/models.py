@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS, alias_of, is_known_model
+from composer.engine import audiocraft
+from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS, alias_of, is_known_model, is_path_model
 from composer.engine.hf import quiet_transformers
 from composer.engine.kernels import activation_dtype
 from composer.engine.tiny import ensure_synthetic_model
@@ -130,7 +131,11 @@ def resolve_repo_id(name: str, settings: Settings) -> str:
         ModelLoadingError: unknown name, or no tiny stand-in for it.
     """
     if not is_known_model(name):
-        raise ModelLoadingError(f"unknown model {name!r}; use small, medium, large or a hub repo id (ORG/NAME)")
+        raise ModelLoadingError(
+            f"unknown model {name!r}; use small, medium, large, a hub repo id (ORG/NAME) or a folder (./NAME)"
+        )
+    if is_path_model(name):  # a folder on disk: itself, whatever the model source
+        return str(Path(name).expanduser().resolve())
     if settings.model_source in ("tiny", "random"):
         alias = alias_of(name)
         if alias is None:
@@ -163,6 +168,30 @@ def cached_revision(repo_id: str, hub_cache: Path) -> str | None:
     return rev if (snapshot / "config.json").is_file() else None
 
 
+def _audiocraft(repo_id: str, settings: Settings) -> audiocraft.Found | None:
+    """Where audiocraft's files for ``repo_id`` (a repo id, or a folder's path) are, if anywhere."""
+    if repo_id.startswith("/"):
+        folder = Path(repo_id)
+        return audiocraft.Found(folder, "folder") if (folder / audiocraft.LM_FILE).is_file() else None
+    return audiocraft.find(repo_id, settings)
+
+
+def model_revision(repo_id: str, settings: Settings) -> str | None:
+    """The revision to load ``repo_id`` at: the transformers snapshot in the hub cache, else the
+    conversion of audiocraft's files (``audiocraft-<key>``, once converted); None when neither is here."""
+    if not repo_id.startswith("/") and (revision := cached_revision(repo_id, settings.hub_cache)) is not None:
+        return revision
+    found = _audiocraft(repo_id, settings)
+    return audiocraft.converted_revision(found, settings) if found is not None else None
+
+
+def snapshot_dir(repo_id: str, revision: str, settings: Settings) -> Path:
+    """The folder holding the transformers files of ``repo_id`` at ``revision``."""
+    if revision.startswith("audiocraft-"):
+        return audiocraft.converted_path(revision, settings)
+    return settings.hub_cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / revision
+
+
 def load_model(name: str, settings: Settings) -> LoadedModel:
     """Load a MusicGen checkpoint.
 
@@ -180,7 +209,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     """
     repo_id = resolve_repo_id(name, settings)
     revision = ensure_available(name, settings)
-    kind = architecture(name, repo_id, revision, settings.hub_cache)
+    kind = architecture(name, repo_id, revision, settings)
 
     import torch
     from transformers import (
@@ -196,7 +225,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
         dtype = cuda_dtype(device) if settings.cuda_dtype == "auto" else getattr(torch, settings.cuda_dtype)
         numerics = cuda_numerics(device, dtype)
     else:
-        choice = cpu_choice(read_shape(repo_id, revision, settings.hub_cache), settings)
+        choice = cpu_choice(read_shape(repo_id, revision, settings), settings)
         if choice.kernel == "auto":  # an unreadable config: no shape to tune for
             log.warning("%s: no decoder shape in its config; running float32", repo_id)
             choice = replace(choice, kernel="float32")
@@ -205,19 +234,22 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
         dtype = activation_dtype(kernel)
     quiet_transformers()
     where: dict[str, Any] = {"cache_dir": settings.hub_cache, "local_files_only": True, "revision": revision}
+    source: str = repo_id
+    if revision.startswith("audiocraft-"):  # converted from audiocraft's files: a folder in composer's cache
+        where, source = {"local_files_only": True}, str(snapshot_dir(repo_id, revision, settings))
     try:
         model_class = MusicgenMelodyForConditionalGeneration if kind == "melody" else MusicgenForConditionalGeneration
         model = model_class.from_pretrained(
-            repo_id,
+            source,
             **where,
             attn_implementation="eager",  # SDPA + guidance gave NaNs (transformers#31189)
         )
         # melody checkpoints' processor needs torchaudio for its chroma: composer computes the chroma
         # itself (composer.engine.chroma) and only needs the tokenizer
         processor = (
-            AutoTokenizer.from_pretrained(repo_id, **where)
+            AutoTokenizer.from_pretrained(source, **where)
             if kind == "melody"
-            else MusicgenProcessor.from_pretrained(repo_id, **where)
+            else MusicgenProcessor.from_pretrained(source, **where)
         )
     except Exception as exc:  # OSError, SafetensorError, ValueError...: the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -259,12 +291,12 @@ def reference_numerics(device: torch.device, dtype: torch.dtype) -> str:
     return f"{name}-{isa_tag()}-t{torch.get_num_threads()}" if device.type == "cpu" else name
 
 
-def read_shape(repo_id: str, revision: str | None, hub_cache: Path) -> DecoderShape | None:
+def read_shape(repo_id: str, revision: str | None, settings: Settings) -> DecoderShape | None:
     """The decoder shape of a cached checkpoint (None when it is not cached or unreadable)."""
 
     if revision is None:
         return None
-    config = hub_cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / revision / "config.json"
+    config = snapshot_dir(repo_id, revision, settings) / "config.json"
     try:
         return shape_of_config(json.loads(config.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
@@ -311,7 +343,7 @@ def numerics_for(name: str, settings: Settings) -> str:
             return "cuda-auto"
         return reference_numerics(device, dtype) if settings.engine == "transformers" else fast
     repo_id = resolve_repo_id(name, settings)
-    choice = cpu_choice(read_shape(repo_id, cached_revision(repo_id, settings.hub_cache), settings.hub_cache), settings)
+    choice = cpu_choice(read_shape(repo_id, model_revision(repo_id, settings), settings), settings)
     if choice.kernel == "auto":
         return "cpu-auto"  # the checkpoint is not here yet: its key changes once it is (as its revision does)
     if settings.engine == "transformers":
@@ -322,14 +354,14 @@ def numerics_for(name: str, settings: Settings) -> str:
 ARCHITECTURES = {"musicgen": "text", "musicgen_melody": "melody"}  # config model_type -> what composer runs
 
 
-def architecture(name: str, repo_id: str, revision: str, hub_cache: Path) -> str:
+def architecture(name: str, repo_id: str, revision: str, settings: Settings) -> str:
     """What kind of MusicGen a cached checkpoint is ("text" or "melody"), from its config.json.
 
     Raises:
         ModelLoadingError: the checkpoint is not a MusicGen composer can run.
     """
 
-    config = hub_cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / revision / "config.json"
+    config = snapshot_dir(repo_id, revision, settings) / "config.json"
     try:
         model_type = json.loads(config.read_text()).get("model_type")
     except (OSError, ValueError, AttributeError) as exc:
@@ -352,9 +384,14 @@ def ensure_available(name: str, settings: Settings) -> str:
         ModelLoadingError: offline and not cached, or the download failed.
     """
     repo_id = resolve_repo_id(name, settings)
-    if settings.model_source in ("tiny", "random"):
+    if settings.model_source in ("tiny", "random") and not is_path_model(name):
         ensure_synthetic_model(settings.model_source, alias_of(name) or name, settings.hub_cache)
-    revision = cached_revision(repo_id, settings.hub_cache)
+    revision = model_revision(repo_id, settings)
+    if revision is None and (found := _audiocraft(repo_id, settings)) is not None:
+        revision = audiocraft.convert(found, settings)  # audiocraft's files, converted once
+    if revision is None and is_path_model(name):
+        audiocraft.find_folder(Path(repo_id))  # says what the folder lacks
+        raise ModelLoadingError(f"{repo_id}: no model in this folder")
     if revision is None:
         if settings.offline:
             raise ModelLoadingError(
@@ -427,14 +464,15 @@ class CachedModel:
     revision: str
     size_bytes: int
     path: Path
+    format: str = "transformers"  # or "audiocraft" (state_dict.bin + compression_state_dict.bin)
 
 
 def list_cached(settings: Settings) -> list[CachedModel]:
-    """MusicGen checkpoints present in the model cache, with their sizes on disk."""
+    """MusicGen checkpoints present in the model cache, with their sizes on disk: transformers
+    checkpoints in the hub cache, then audiocraft's files (``AUDIOCRAFT_CACHE_DIR``, the hub cache)
+    for repos that have no transformers checkpoint."""
     found: list[CachedModel] = []
-    if not settings.hub_cache.is_dir():
-        return found
-    for folder in sorted(settings.hub_cache.glob("models--*")):
+    for folder in sorted(settings.hub_cache.glob("models--*")) if settings.hub_cache.is_dir() else []:
         repo_id = folder.name[len("models--") :].replace("--", "/", 1)
         revision = cached_revision(repo_id, settings.hub_cache)
         if revision is None:
@@ -442,4 +480,11 @@ def list_cached(settings: Settings) -> list[CachedModel]:
         # blobs hold the bytes for real downloads; tiny models are written straight into the snapshot
         files = [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
         found.append(CachedModel(repo_id, revision, sum(p.stat().st_size for p in files), folder))
+    native = {m.repo_id for m in found}
+    for repo_id, where in audiocraft.listed(settings):
+        if repo_id not in native:
+            size = sum((where.folder / f).stat().st_size for f in (audiocraft.LM_FILE, audiocraft.CODEC_FILE)
+                       if (where.folder / f).is_file())  # fmt: skip
+            revision = audiocraft.converted_revision(where, settings) or "not converted yet"
+            found.append(CachedModel(repo_id, revision, size, where.folder, "audiocraft"))
     return found

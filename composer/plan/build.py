@@ -246,13 +246,13 @@ class _Planner:
         return self.arr.bar_s / 2 if self.arr.align_beats and not seamed and not beatless else 0.0
 
     def model_fields(self, model: str) -> tuple[str, str]:
-        from composer.engine.models import architecture, cached_revision, resolve_repo_id
+        from composer.engine.models import architecture, model_revision, resolve_repo_id
 
         settings = self.settings
         repo = resolve_repo_id(model, settings)
-        revision = cached_revision(repo, settings.hub_cache)
+        revision = model_revision(repo, settings)
         if revision is not None:  # refuse what composer cannot run before anything is generated
-            architecture(model, repo, revision, settings.hub_cache)
+            architecture(model, repo, revision, settings)
         return repo, revision or "not-cached"
 
     def add(self, seg: Segment) -> None:
