@@ -32,6 +32,7 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from composer.engine.hf import quiet_transformers
 from composer.errors import ModelLoadingError
 from composer.fsutil import atomic_write_text, json_text
 
@@ -456,6 +457,7 @@ def _write_checkpoint(found: Found, settings: Settings, out: Path) -> None:
         T5Config,
     )
 
+    quiet_transformers()
     lm_path = found.folder / LM_FILE
     package = read_package(lm_path)
     state = package.get("best_state")
