@@ -166,9 +166,8 @@ def test_models_list_shows_format_and_place(model_cache: Path) -> None:
     assert small.revision == "not converted yet"
     assert found["t5-base"].format == "transformers"
     load_model("small", settings)
-    assert list_cached(settings)[-2].revision.startswith("audiocraft-") or any(
-        m.revision.startswith("audiocraft-") for m in list_cached(settings)
-    )
+    after = {m.repo_id: m for m in list_cached(settings)}["facebook/musicgen-small"]
+    assert after.format == "audiocraft" and after.revision.startswith("audiocraft-")  # converted now
 
 
 def test_a_local_fine_tune_folder(model_cache: Path, tmp_path: Path) -> None:
