@@ -32,7 +32,7 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composer.engine.hf import quiet_transformers
+from composer.engine.hf import hub_snapshot, quiet_transformers
 from composer.errors import ModelLoadingError
 from composer.fsutil import atomic_write_text, json_text
 
@@ -63,8 +63,8 @@ class Found:
 def _snapshot(cache: Path, repo_id: str) -> Path | None:
     """The snapshot folder of ``repo_id`` in a hub-layout cache holding an audiocraft LM, or None."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
-    ref = repo / "refs" / "main"
-    candidates = [repo / "snapshots" / ref.read_text().strip()] if ref.is_file() else []
+    named = hub_snapshot(cache, repo_id)
+    candidates = [named] if named is not None else []
     if (repo / "snapshots").is_dir():  # hf_hub_download by revision leaves no ref: any complete snapshot
         candidates += sorted((repo / "snapshots").iterdir())
     return next((c for c in candidates if (c / LM_FILE).is_file()), None)
@@ -369,9 +369,7 @@ def t5_folder(name: str, settings: Settings) -> Path:
     """
     ids = [name] + ([f"google-t5/{name}"] if "/" not in name else [])
     for repo_id in ids:
-        repo = settings.hub_cache / ("models--" + repo_id.replace("/", "--"))
-        ref = repo / "refs" / "main"
-        snapshot = repo / "snapshots" / ref.read_text().strip() if ref.is_file() else None
+        snapshot = hub_snapshot(settings.hub_cache, repo_id)
         if snapshot is not None and (snapshot / "config.json").is_file():
             return snapshot
     raise ModelLoadingError(f"the text encoder {name} is not in {settings.hub_cache}; fetch it with "
@@ -500,9 +498,7 @@ def _codec(found: Found, settings: Settings) -> tuple[dict[str, Any], dict[str, 
     package = read_package(path)
     if "pretrained" in package:
         name = str(package["pretrained"]).removeprefix("//pretrained/")
-        repo = settings.hub_cache / ("models--" + name.replace("/", "--"))
-        ref = repo / "refs" / "main"
-        snapshot = repo / "snapshots" / ref.read_text().strip() if ref.is_file() else None
+        snapshot = hub_snapshot(settings.hub_cache, name)
         if snapshot is None or not (snapshot / "model.safetensors").is_file():
             raise ModelLoadingError(f"{path} names the pretrained EnCodec {name}, which is not in "
                                     f"{settings.hub_cache}; fetch it with `compose models pull {name}`")  # fmt: skip

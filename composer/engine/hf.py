@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+
+def hub_snapshot(cache: Path, repo_id: str) -> Path | None:
+    """The snapshot folder ``refs/main`` names for ``repo_id`` in a hub-layout cache (None without a
+    ref; the folder itself may be incomplete: callers check the file they need)."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    ref = repo / "refs" / "main"
+    return repo / "snapshots" / ref.read_text().strip() if ref.is_file() else None
+
 
 def quiet_transformers() -> None:
     """Silence transformers' progress bars and expected warnings (pad/bos id 2048 is the special token)."""

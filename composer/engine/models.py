@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from composer.engine import audiocraft
 from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS, alias_of, is_known_model, is_path_model
-from composer.engine.hf import quiet_transformers
+from composer.engine.hf import hub_snapshot, quiet_transformers
 from composer.engine.kernels import activation_dtype
 from composer.engine.tiny import ensure_synthetic_model
 from composer.engine.tune import TUNING_FILE, Choice, choose_kernel, isa_tag, shape_of_config, stamp
@@ -160,12 +160,8 @@ def pick_device(requested: str) -> torch.device:
 
 def cached_revision(repo_id: str, hub_cache: Path) -> str | None:
     """The snapshot revision of ``repo_id`` in the cache, or None when it is not cached."""
-    ref = hub_cache / ("models--" + repo_id.replace("/", "--")) / "refs" / "main"
-    if not ref.is_file():
-        return None
-    rev = ref.read_text().strip()
-    snapshot = ref.parent.parent / "snapshots" / rev
-    return rev if (snapshot / "config.json").is_file() else None
+    snapshot = hub_snapshot(hub_cache, repo_id)
+    return snapshot.name if snapshot is not None and (snapshot / "config.json").is_file() else None
 
 
 def _audiocraft(repo_id: str, settings: Settings) -> audiocraft.Found | None:
@@ -384,14 +380,13 @@ def ensure_available(name: str, settings: Settings) -> str:
         ModelLoadingError: offline and not cached, or the download failed.
     """
     repo_id = resolve_repo_id(name, settings)
-    if settings.model_source in ("tiny", "random") and not is_path_model(name):
+    if is_path_model(name):  # a fine-tune's folder: audiocraft's files, converted once
+        return audiocraft.convert(audiocraft.find_folder(Path(repo_id)), settings)
+    if settings.model_source in ("tiny", "random"):
         ensure_synthetic_model(settings.model_source, alias_of(name) or name, settings.hub_cache)
-    revision = model_revision(repo_id, settings)
-    if revision is None and (found := _audiocraft(repo_id, settings)) is not None:
-        revision = audiocraft.convert(found, settings)  # audiocraft's files, converted once
-    if revision is None and is_path_model(name):
-        audiocraft.find_folder(Path(repo_id))  # says what the folder lacks
-        raise ModelLoadingError(f"{repo_id}: no model in this folder")
+    revision = cached_revision(repo_id, settings.hub_cache)
+    if revision is None and (found := audiocraft.find(repo_id, settings)) is not None:
+        revision = audiocraft.convert(found, settings)  # audiocraft's files: converted once (later: looked up)
     if revision is None:
         if settings.offline:
             raise ModelLoadingError(
