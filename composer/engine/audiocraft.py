@@ -32,7 +32,7 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composer.engine.hf import hub_snapshot, quiet_transformers
+from composer.engine.hf import hub_snapshot, quiet_transformers, repo_folder
 from composer.errors import ModelLoadingError
 from composer.fsutil import atomic_write_text, json_text
 
@@ -62,7 +62,7 @@ class Found:
 # -- finding ---------------------------------------------------------------------------------------
 def _snapshot(cache: Path, repo_id: str) -> Path | None:
     """The snapshot folder of ``repo_id`` in a hub-layout cache holding an audiocraft LM, or None."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    repo = repo_folder(cache, repo_id)
     named = hub_snapshot(cache, repo_id)
     candidates = [named] if named is not None else []
     if (repo / "snapshots").is_dir():  # hf_hub_download by revision leaves no ref: any complete snapshot
@@ -70,11 +70,16 @@ def _snapshot(cache: Path, repo_id: str) -> Path | None:
     return next((c for c in candidates if (c / LM_FILE).is_file()), None)
 
 
+def _places(settings: Settings) -> list[tuple[Path, str]]:
+    """The hub-layout caches audiocraft's files are looked for in, in order, with their names."""
+    places = [(settings.audiocraft_cache, "AUDIOCRAFT_CACHE_DIR"), (settings.hub_cache, "hub cache")]
+    return [(cache, where) for cache, where in places if cache is not None]
+
+
 def find(repo_id: str, settings: Settings) -> Found | None:
     """Where audiocraft keeps ``repo_id``: ``AUDIOCRAFT_CACHE_DIR`` (hub layout), then the hub cache."""
-    places = [(settings.audiocraft_cache, "AUDIOCRAFT_CACHE_DIR"), (settings.hub_cache, "hub cache")]
-    for cache, where in places:
-        if cache is not None and (snapshot := _snapshot(cache, repo_id)) is not None:
+    for cache, where in _places(settings):
+        if (snapshot := _snapshot(cache, repo_id)) is not None:
             return Found(snapshot, where)
     return None
 
@@ -96,10 +101,8 @@ def find_folder(path: Path) -> Found:
 def listed(settings: Settings) -> list[tuple[str, Found]]:
     """Every audiocraft model in the audiocraft and hub caches: (repo id, where)."""
     out: list[tuple[str, Found]] = []
-    for cache, where in ((settings.audiocraft_cache, "AUDIOCRAFT_CACHE_DIR"), (settings.hub_cache, "hub cache")):
-        if cache is None or not cache.is_dir():
-            continue
-        for repo in sorted(cache.glob("models--*")):
+    for cache, where in _places(settings):
+        for repo in sorted(cache.glob("models--*")) if cache.is_dir() else []:
             repo_id = repo.name[len("models--") :].replace("--", "/", 1)
             if (snapshot := _snapshot(cache, repo_id)) is not None and repo_id not in [r for r, _ in out]:
                 out.append((repo_id, Found(snapshot, where)))

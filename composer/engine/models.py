@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from composer.engine import audiocraft
 from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS, alias_of, is_known_model, is_path_model
-from composer.engine.hf import hub_snapshot, quiet_transformers
+from composer.engine.hf import hub_snapshot, quiet_transformers, repo_folder
 from composer.engine.kernels import activation_dtype
 from composer.engine.tiny import ensure_synthetic_model
 from composer.engine.tune import TUNING_FILE, Choice, choose_kernel, isa_tag, shape_of_config, stamp
@@ -185,7 +185,7 @@ def snapshot_dir(repo_id: str, revision: str, settings: Settings) -> Path:
     """The folder holding the transformers files of ``repo_id`` at ``revision``."""
     if revision.startswith("audiocraft-"):
         return audiocraft.converted_path(revision, settings)
-    return settings.hub_cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / revision
+    return repo_folder(settings.hub_cache, repo_id) / "snapshots" / revision
 
 
 def load_model(name: str, settings: Settings) -> LoadedModel:

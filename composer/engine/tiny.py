@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS
-from composer.engine.hf import quiet_transformers
+from composer.engine.hf import quiet_transformers, repo_folder
 
 # decoder (hidden, layers, heads, ffn) per size: "small" and "medium" differ so tests see two models
 TINY_SHAPES: dict[str, tuple[int, int, int, int]] = {
@@ -51,10 +51,6 @@ def _revision(kind: str, alias: str) -> str:
     return hashlib.sha1(f"composer-{kind}-{TINY_VERSION}-{alias}".encode()).hexdigest()
 
 
-def _repo_folder(hub_cache: Path, repo_id: str) -> Path:
-    return hub_cache / ("models--" + repo_id.replace("/", "--"))
-
-
 def ensure_synthetic_model(kind: str, alias: str, hub_cache: Path, rebuild: bool = False) -> str:
     """Build the ``kind`` ("tiny" or "random") model for ``alias`` unless it is cached; return its repo id.
 
@@ -65,7 +61,7 @@ def ensure_synthetic_model(kind: str, alias: str, hub_cache: Path, rebuild: bool
         KeyError: unknown alias or kind.
     """
     repo_id = {"tiny": TINY_REPOS, "random": RANDOM_REPOS}[kind][alias]
-    folder = _repo_folder(hub_cache, repo_id)
+    folder = repo_folder(hub_cache, repo_id)
     rev = _revision(kind, alias)
     snapshot = folder / "snapshots" / rev
     if rebuild and snapshot.is_dir() and not snapshot.is_symlink():
