@@ -338,6 +338,8 @@ def bench_cpu_decoding(
                 per_layer = sum(n * m for n, m in shape.products())
                 elements = shape.layers * per_layer + shape.codebooks * shape.vocab * shape.hidden
                 out["weight_bytes_per_step"] = elements * {"float32": 4, "int8": 1}.get(k, 2)
+                # keys and values of every layer for both guidance rows, float32 on the CPU (fastloop.kv_dtype)
+                out["cache_bytes_per_position"] = shape.layers * 2 * shape.hidden * 4 * 2
         del lm
         gc.collect()
     return out
@@ -591,13 +593,29 @@ def markdown_cpu(results: dict[str, Any]) -> list[str]:
             for e in part["positions"]:
                 cells = [str(e["ms_per_step_at"][m]) for m in marks]
                 lines.append(f"| {e['engine']} | {e['variant']} | " + " | ".join(cells) + f" | {e['seconds']} |")
+            lines += position_floor(part, marks, results.get("memory_read_gbs"))
         if part.get("weight_bytes_per_step") and results.get("memory_read_gbs"):
-            floor = part["weight_bytes_per_step"] / (results["memory_read_gbs"] * 1e9)
+            gbs = results["memory_read_gbs"] * 1e9
+            floor = part["weight_bytes_per_step"] / gbs
+            cache = part.get("cache_bytes_per_position", 0) * 1500 * 1501 / 2 / gbs  # the cache read over 1500 steps
             lines += ["", f"Bandwidth floor of the chosen kernel at batch 1: {part['weight_bytes_per_step'] / 1e9:.2f} "
                       f"GB of weights per step / {results['memory_read_gbs']} GB/s measured read bandwidth = "
-                      f"{floor * 1000:.1f} ms per step ({floor * 1500:.1f} s per 30 s)."]  # fmt: skip
+                      f"{floor * 1000:.1f} ms per step; a 30 s segment (1500 steps) also reads its key/value "
+                      f"cache, growing by {part.get('cache_bytes_per_position', 0) / 1e3:.0f} kB per position: "
+                      f"{floor * 1500 + cache:.1f} s per 30 s."]  # fmt: skip
         lines.append("")
     return lines
+
+
+def position_floor(part: dict[str, Any], marks: list[str], gbs: float | None) -> list[str]:
+    """The chosen kernel's bandwidth floor near each frame: its weights plus the key/value cache a step
+    reads there (it grows with the position, so the floor does too), over the measured read bandwidth."""
+    weights, per_position = part.get("weight_bytes_per_step"), part.get("cache_bytes_per_position")
+    if not (weights and per_position and gbs):
+        return []
+    floors = [(weights + per_position * int(m)) / (gbs * 1e9) * 1000 for m in marks]
+    return ["| floor (weights + key/value cache read) | chosen kernel | " + " | ".join(f"{f:.1f}" for f in floors)
+            + " | |"]  # fmt: skip
 
 
 def markdown(results: dict[str, Any]) -> str:
