@@ -30,8 +30,9 @@ KEY_PATTERN = re.compile(r"^[A-G][#b]?(\s*(major|minor|maj|min|m))?$", re.IGNORE
 # said where a transition on the last section is refused: a section's transition is the join after it
 LAST_TRANSITION = (
     "the last section has no following boundary (a section's transition is the join after it; "
-    "for the join into this section, set it on the section before)"
+    "for the join into this section, set it on the section before; with loop: true it is the wrap)"
 )
+WRAP_CROSSFADE = "in a loop the wrap into the first section crossfades over loop_crossfade_bars; set that instead"
 
 
 RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
@@ -452,19 +453,31 @@ def semantic_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
                     (at + ("continue_from",), "the previous section asks for a generated transition into this one")
                 )
         if sec.transition is not None:
-            if i == last:
+            if i == last and not arr.loop:
                 problems.append((at + ("transition",), LAST_TRANSITION))
+            elif i == last:
+                problems += [(at + ("transition", name), WRAP_CROSSFADE) for name in ("crossfade_s", "crossfade_bars")
+                             if getattr(sec.transition, name) is not None]  # fmt: skip
             problems += _model_problems(sec.transition.model, at + ("transition", "model"))
             problems += _crossfade_problems(sec.transition, at + ("transition",))
     return problems
 
 
 def has_transition(arr: Arrangement, i: int) -> bool:
-    """Is there a generated transition between section i and i + 1?"""
+    """Is there a generated transition after section i: into section i + 1, or, in a loop, from the last
+    section back into the first (the wrap)?"""
     spec = arr.sections[i].transition
-    if arr.sections[i + 1].continue_from == "previous":
+    if i + 1 == len(arr.sections):
+        if not arr.loop:
+            return False
+    elif arr.sections[i + 1].continue_from == "previous":
         return False
     return spec is None or spec.type == "generated"
+
+
+def next_section(arr: Arrangement, i: int) -> Section:
+    """The section after section i; in a loop, the first one follows the last."""
+    return arr.sections[(i + 1) % len(arr.sections)]
 
 
 def transition_duration_s(arr: Arrangement, i: int) -> float:
@@ -495,6 +508,16 @@ def _length_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
                     f"joins ({shortest:g} s)",
                 )  # fmt: skip
             )
+    if arr.loop and has_transition(arr, len(arr.sections) - 1):
+        wrap = transition_duration_s(arr, len(arr.sections) - 1)
+        total += wrap
+        if wrap < arr.bars_to_s(arr.loop_crossfade_bars) - 1e-9:
+            own = arr.sections[-1].transition is not None and arr.sections[-1].transition.duration_s is not None
+            problems.append(
+                (("sections", len(arr.sections) - 1, "transition", "duration_s") if own else ("loop_crossfade_bars",),
+                 f"the wrap transition ({wrap:g} s) is shorter than the {arr.loop_crossfade_bars}-bar crossfade "
+                 f"({arr.bars_to_s(arr.loop_crossfade_bars):.3g} s) into the first section")
+            )  # fmt: skip
     if arr.loop and total < (arr.loop_crossfade_bars + 1) * arr.bar_s:
         problems.append((("loop_crossfade_bars",), f"a loop needs more than {arr.loop_crossfade_bars + 1} bars "
                          f"({(arr.loop_crossfade_bars + 1) * arr.bar_s:.3g} s) of music to wrap"))  # fmt: skip

@@ -154,7 +154,7 @@ def assemble(plan: Plan, arr: Arrangement, segments: dict[str, Take], rate: int)
             start_target = end_target = targets[seg.section]
         else:  # a transition ramps from the section it leaves to the next one
             start_target = targets[seg.section]
-            end_target = targets[order[order.index(seg.section) + 1]]
+            end_target = targets[order[(order.index(seg.section) + 1) % len(order)]]  # a loop's wrap: the first
         gains = (0.0, 0.0) if measured is None else (start_target - measured, end_target - measured)
 
         # every boundary in samples from the placements' seconds, rounded once: the mix, the stems, the

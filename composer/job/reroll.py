@@ -19,9 +19,10 @@ Make = Callable[[list[Segment]], tuple[dict[str, Take], RunStats]]  # generate w
 
 
 def transition_scores(prepared: Prepared, plan: Plan, segments: dict[str, Take]) -> dict[str, float]:
-    """Each transition's worst join score in the mastered mix, as export measures it."""
+    """Each transition's worst join score in the mastered mix, as export measures it (a loop's wrap too)."""
     worst: dict[str, float] = {}
-    for seam in mixdown(plan, prepared.arrangement, segments).seams:
+    mixed = mixdown(plan, prepared.arrangement, segments)
+    for seam in [*mixed.seams, *([mixed.wrap] if mixed.wrap else [])]:
         for side in (seam.before, seam.after):
             if plan.segment(side).kind == "transition":
                 worst[side] = max(worst.get(side, 0.0), seam.score)

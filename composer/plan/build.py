@@ -1,9 +1,10 @@
 """Build the render plan from a validated arrangement.
 
 Segments: one stem per section and one generated transition per boundary (unless the boundary is
-a plain crossfade or the next section continues the previous one). Each segment gets a content
-hash over everything that determines its tokens, so unchanged segments are reused from the cache
-and a change reaches exactly the segments that depend on it.
+a plain crossfade or the next section continues the previous one; a loop's wrap, from the last
+section back into the first, is a boundary too). Each segment gets a content hash over everything
+that determines its tokens, so unchanged segments are reused from the cache and a change reaches
+exactly the segments that depend on it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from composer.arrangement.schema import (
     Arrangement,
     Section,
     has_transition,
+    next_section,
     transition_duration_s,
 )
 from composer.arrangement.styles import StyleLibrary
-from composer.engine.catalog import COMFORTABLE_S, ENGINE_VERSIONS, FRAME_RATE_HZ, LONG_FORM_MAX_S, WINDOW_S
+from composer.engine.catalog import (
+    COMFORTABLE_S,
+    ENGINE_VERSIONS,
+    FRAME_RATE_HZ,
+    LONG_FORM_MAX_S,
+    WINDOW_S,
+)
 from composer.engine.types import Sampling
 from composer.errors import ArrangementError, Problem
 from composer.prompt import PROMPT_MAX_CHARS, compose
@@ -153,7 +161,8 @@ def section_parts(section: Section, styles: StyleLibrary) -> tuple[list[str], bo
 
 def transition_text(arr: Arrangement, i: int, styles: StyleLibrary) -> str:
     """The prompt of the transition after section ``i``: its style (``transition.style``, else
-    ``transitions.style``) or else the next section's words, then what a transition does."""
+    ``transitions.style``) or else the next section's words (in a loop, the first section follows the
+    last), then what a transition does."""
     spec = arr.sections[i].transition
     name = (spec.style if spec else None) or arr.transitions.style
     own = [TRANSITION_TEXT, *([spec.prompt] if spec and spec.prompt else [])]
@@ -161,7 +170,7 @@ def transition_text(arr: Arrangement, i: int, styles: StyleLibrary) -> str:
         style = styles.get(name)
         parts, free = style.sentences(then=own), style.free_tempo
     else:
-        parts, free = section_parts(arr.sections[i + 1], styles)
+        parts, free = section_parts(next_section(arr, i), styles)
         parts = [*parts, *own]
     return compose(parts, arr.bpm, arr.key, free)
 
@@ -209,7 +218,7 @@ def build_plan(
     planner = _Planner(arr, styles, settings, seeds or {}, takes or {}, file)
     for i in range(len(arr.sections)):
         planner.stem(i)
-        if i + 1 < len(arr.sections) and has_transition(arr, i):
+        if has_transition(arr, i):  # in a loop, the last section's transition wraps into the first
             planner.transition(i)
     return planner.plan(name)
 
@@ -237,7 +246,8 @@ class _Planner:
     def continued(self, i: int) -> bool:
         """Is section i's stem continued at a seam (by a transition or by the next section)?"""
         arr = self.arr
-        return i + 1 < len(arr.sections) and (has_transition(arr, i) or arr.sections[i + 1].continue_from == "previous")
+        follows = i + 1 < len(arr.sections) and arr.sections[i + 1].continue_from == "previous"
+        return has_transition(arr, i) or follows
 
     def spare(self, seamed: bool, beatless: bool = False) -> float:
         """Audio generated past a segment's length so beat alignment can pull it up to half a bar earlier
@@ -306,7 +316,7 @@ class _Planner:
 
     def transition(self, i: int) -> None:
         arr, gen = self.arr, self.arr.generation
-        sec, nxt, spec = arr.sections[i], arr.sections[i + 1], arr.sections[i].transition
+        sec, nxt, spec = arr.sections[i], next_section(arr, i), arr.sections[i].transition
         t_model = (spec.model if spec and spec.model else None) or arr.transitions.model
         t_repo, t_rev = self.model_fields(t_model)
         seg_id = f"{sec.name}--{nxt.name}"

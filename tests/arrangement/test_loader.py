@@ -110,7 +110,8 @@ sections:
     assert any(m.startswith(f"{path}:9: sections[1].model: unknown model 'tiny-thing'") for m in msgs)
     assert (
         f"{path}:10: sections[1].transition: the last section has no following boundary (a section's transition "
-        "is the join after it; for the join into this section, set it on the section before)"
+        "is the join after it; for the join into this section, set it on the section before; with loop: true it "
+        "is the wrap)"
     ) in msgs, "the message says where a transition belongs (a new user set it on the section after the join)"
 
 

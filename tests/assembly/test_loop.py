@@ -15,6 +15,7 @@ from composer.assembly.mix import fold, loop_of
 from composer.assembly.seams import score_seams
 from composer.errors import ArrangementError
 from composer.plan import Placement
+from composer.plan.build import TRANSITION_TEXT
 from composer.settings import Settings
 from tests.render.test_render import SHORT
 
@@ -55,8 +56,9 @@ def test_fold_is_linear_so_stems_still_sum_to_the_mix() -> None:
     assert np.allclose(fold(a, loop) + fold(b, loop), fold(a + b, loop))
 
 
-def loop_arrangement(tmp_path: Path, extra: str = "") -> Path:
-    text = SHORT.read_text().replace("seed: 99\n", f"seed: 99\nloop: true\n{extra}")
+def loop_arrangement(tmp_path: Path, extra: str = "", wrap: str = "    transition: {duration_s: 4.0}\n") -> Path:
+    """SHORT as a loop; ``wrap`` is the last section's transition: the join from it into the first."""
+    text = SHORT.read_text().replace("seed: 99\n", f"seed: 99\nloop: true\n{extra}") + wrap
     text = re.sub(r"output:\n(  .*\n)+", "output:\n  format: wav\n  bit_depth: 24\n  sample_rate: 44100\n", text)
     path = tmp_path / "looped.yaml"
     path.write_text(text)
@@ -79,7 +81,8 @@ def test_a_looping_track_is_whole_bars_and_its_wrap_is_scored(settings: Settings
                   Placement(playing[0], length, 2 * length, "crossfade", overlap)]  # fmt: skip
     [seam] = score_seams(twice, rate, placements, None, 120.0)
     assert abs(seam.score - loop["wrap_seam"]["score"]) < 0.05
-    assert loop["wrap_seam"]["before"] == playing[-1] and loop["wrap_seam"]["after"] == playing[0] == "intro"
+    assert loop["wrap_seam"]["before"] == playing[-1] == "coda--intro" and loop["wrap_seam"]["after"] == playing[0]
+    assert playing[0] == "intro"
     labels = (folder / "markers.txt").read_text().splitlines()
     assert all(float(line.split("\t")[1]) <= length + 1e-6 for line in labels)  # markers stay in the file
     for stem in (folder / "stems" / "aligned").iterdir():  # the stems are the loop too
@@ -98,14 +101,47 @@ def test_beat_alignment_and_the_loop_rule_together(settings: Settings, tmp_path:
     assert frames == round(manifest["loop"]["bars"] * 2.0 * 44100)
 
 
+def test_the_wrap_is_a_generated_transition_from_the_last_section_into_the_first(
+    settings: Settings, tmp_path: Path
+) -> None:
+    plan = api.plan(loop_arrangement(tmp_path), settings=settings)
+    assert [s.id for s in plan.segments] == ["intro", "intro--drive", "drive", "coda", "coda--intro"]
+    wrap = plan.segment("coda--intro")
+    assert (wrap.kind, wrap.prompt_from, wrap.duration_s) == ("transition", "coda", 4.0)  # it continues the coda
+    assert TRANSITION_TEXT in wrap.text and plan.segment("intro").text.split(".")[0] in wrap.text  # toward the intro
+    assert [p.join for p in plan.timeline][-1] == "seam"
+    # the same arrangement without a loop has no such transition, and `transition: none` asks for a crossfade
+    assert "coda--intro" not in [s.id for s in api.plan(SHORT, settings=settings).segments]
+    none = loop_arrangement(tmp_path, wrap="    transition: none\n")
+    assert [s.id for s in api.plan(none, settings=settings).segments][-1] == "coda"
+
+
+def test_a_plain_crossfade_wrap_still_loops(settings: Settings, tmp_path: Path) -> None:
+    """``transition: none`` on the last section: the music's own continuation crossfades into the start."""
+    path = loop_arrangement(tmp_path, wrap="    transition: none\n")
+    folder = api.render(path, out=tmp_path / "out", settings=settings).folder
+    manifest = json.loads((folder / "manifest.json").read_text())
+    loop, frames = manifest["loop"], sf.info(str(folder / "mix.wav")).frames
+    assert frames == round(loop["bars"] * 2.0 * 44100)
+    playing = [s["id"] for s in manifest["segments"] if s["start_s"] < frames / 44100]
+    assert "coda--intro" not in [s["id"] for s in manifest["segments"]]
+    assert (loop["wrap_seam"]["before"], loop["wrap_seam"]["after"]) == (playing[-1], "intro")
+
+
 @pytest.mark.parametrize(
-    ("extra", "field"),
+    ("extra", "wrap", "field"),
     [
-        ("fade_out_s: 2\n", "fade_out_s"),
-        ("fade_in_s: 0.5\n", "fade_in_s"),
-        ("loop_crossfade_bars: 8\n", "loop_crossfade_bars"),
+        ("fade_out_s: 2\n", None, "fade_out_s"),
+        ("fade_in_s: 0.5\n", None, "fade_in_s"),
+        ("loop_crossfade_bars: 8\n", None, "loop_crossfade_bars"),
+        ("", "    transition: {duration_s: 4.0, crossfade_s: 1}\n", r"sections\[2\]\.transition\.crossfade_s"),
+        ("", "", "loop_crossfade_bars: the wrap transition \\(1.5 s\\) is shorter than the 1-bar crossfade"),
+        ("", "    transition: {duration_s: 1.5}\n", r"sections\[2\]\.transition\.duration_s: the wrap transition"),
     ],
 )
-def test_what_a_loop_cannot_have_is_refused(settings: Settings, tmp_path: Path, extra: str, field: str) -> None:
+def test_what_a_loop_cannot_have_is_refused(
+    settings: Settings, tmp_path: Path, extra: str, wrap: str | None, field: str
+) -> None:
+    path = loop_arrangement(tmp_path, extra) if wrap is None else loop_arrangement(tmp_path, extra, wrap)
     with pytest.raises(ArrangementError, match=field):
-        api.load(loop_arrangement(tmp_path, extra), settings=settings)
+        api.load(path, settings=settings)

@@ -31,13 +31,16 @@ sections:
 """
 
 
-def plant_tone(out: Path, transition: Segment) -> None:
-    """The transition's cache entry becomes a pure 1 kHz tone, nothing like the music around it."""
+def plant_tone(out: Path, transition: Segment, from_s: float = 0.0) -> None:
+    """The transition's cache entry becomes a pure 1 kHz tone, nothing like the music around it (from
+    ``from_s`` seconds into its audio; before that it keeps its own)."""
     cache = SegmentCache(out / "cache" / "segments")
     real = cache.load(transition.key, transition)
     assert real is not None
     t = np.arange(real.audio.shape[1]) / real.sample_rate
     tone = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None]
+    keep = int(from_s * real.sample_rate)
+    tone[:, :keep] = real.audio[:, :keep]
     cache.store(Take(real.tokens, real.prompt_frames, tone, real.sample_rate, real.frame_rate, key=real.key,
                      provenance=real.provenance))  # fmt: skip
 
@@ -110,3 +113,30 @@ def test_a_kept_reroll_is_recorded_as_generated_and_a_join_left_bad_is_named(
     caplog.clear()
     render(song, settings, out, RenderOptions(reroll=Reroll(tries=1, above=0.0)))
     assert "still score" in caplog.text and "(above 0.0) after 1 tries" in caplog.text
+
+
+def test_a_loops_wrap_transition_is_rerolled_for_its_wrap(settings: Settings, tmp_path: Path) -> None:
+    """In a loop the last section's transition continues it and crossfades into the first section at the
+    wrap: a bad wrap (a tone planted in the transition's second half, where the file wraps; its start,
+    at the seam with b, is its own music) is re-rolled like any bad join."""
+    song = tmp_path / "loop.yaml"
+    last = "{name: b, prompt: techno, duration_s: 6"
+    looped = SONG.replace("seed: 5\n", "seed: 5\nloop: true\n")
+    song.write_text(looped.replace(last, last + ", transition: {duration_s: 8}"))
+    out = tmp_path / "out"
+    first = render(song, settings, out)
+    wrap = first.plan.segment("b--a")
+    assert wrap.prompt_from == "b" and first.manifest["loop"]["wrap_seam"]["before"] == "b--a"
+    plant_tone(out, wrap, from_s=wrap.prompt_s + 4.0)
+    planted = render(song, settings, out)
+    wrap_score = planted.manifest["loop"]["wrap_seam"]["score"]
+    into_wrap = next(s for s in planted.manifest["seams"] if (s["before"], s["after"]) == ("b", "b--a"))
+    assert wrap_score > REROLL_ABOVE >= into_wrap["score"], "the plant: only the wrap itself is bad"
+
+    rerolled = render(song, settings, out, RenderOptions(reroll=Reroll(tries=2)))
+    tries = rerolled.manifest["rerolls"]["tries"]
+    assert "b--a" in tries and tries["b--a"][0] == {"seed": wrap.seed, "score": round(wrap_score, 2),
+                                                     "generated": False, "kept": False}  # fmt: skip
+    kept = next(t for t in tries["b--a"] if t["kept"])
+    into_wrap = next(s for s in rerolled.manifest["seams"] if (s["before"], s["after"]) == ("b", "b--a"))
+    assert kept["score"] == max(rerolled.manifest["loop"]["wrap_seam"]["score"], into_wrap["score"]) < wrap_score
