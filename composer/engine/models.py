@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from composer.engine import audiocraft
+from composer.engine import audiocraft, local_folder
 from composer.engine.catalog import MODELS, RANDOM_REPOS, TINY_REPOS, alias_of, is_known_model, is_path_model
 from composer.engine.hf import hub_snapshot, quiet_transformers, repo_folder
 from composer.engine.kernels import activation_dtype
@@ -173,8 +173,11 @@ def _audiocraft(repo_id: str, settings: Settings) -> audiocraft.Found | None:
 
 
 def model_revision(repo_id: str, settings: Settings) -> str | None:
-    """The revision to load ``repo_id`` at: the transformers snapshot in the hub cache, else the
-    conversion of audiocraft's files (``audiocraft-<key>``, once converted); None when neither is here."""
+    """The revision to load ``repo_id`` at: the transformers snapshot in the hub cache (for a folder: its
+    checkpoint, ``folder-<key>`` once hashed), else the conversion of audiocraft's files
+    (``audiocraft-<key>``, once converted); None when neither is here."""
+    if repo_id.startswith("/") and local_folder.is_checkpoint(Path(repo_id)):
+        return local_folder.known_revision(Path(repo_id), settings)
     if not repo_id.startswith("/") and (revision := cached_revision(repo_id, settings.hub_cache)) is not None:
         return revision
     found = _audiocraft(repo_id, settings)
@@ -183,6 +186,8 @@ def model_revision(repo_id: str, settings: Settings) -> str | None:
 
 def snapshot_dir(repo_id: str, revision: str, settings: Settings) -> Path:
     """The folder holding the transformers files of ``repo_id`` at ``revision``."""
+    if revision.startswith(local_folder.PREFIX):  # a checkpoint used where it is
+        return Path(repo_id)
     if revision.startswith("audiocraft-"):
         return audiocraft.converted_path(revision, settings)
     return repo_folder(settings.hub_cache, repo_id) / "snapshots" / revision
@@ -231,7 +236,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     quiet_transformers()
     where: dict[str, Any] = {"cache_dir": settings.hub_cache, "local_files_only": True, "revision": revision}
     source: str = repo_id
-    if revision.startswith("audiocraft-"):  # converted from audiocraft's files: a folder in composer's cache
+    if revision.startswith(("audiocraft-", local_folder.PREFIX)):  # converted audiocraft files, or a model's folder
         where, source = {"local_files_only": True}, str(snapshot_dir(repo_id, revision, settings))
     try:
         model_class = MusicgenMelodyForConditionalGeneration if kind == "melody" else MusicgenForConditionalGeneration
@@ -248,11 +253,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
             else MusicgenProcessor.from_pretrained(source, **where)
         )
     except Exception as exc:  # OSError, SafetensorError, ValueError...: the user needs one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadingError(
-            f"could not load {repo_id} from {settings.hub_cache}: {first}; "
-            f"re-fetch it with `compose models pull {alias_of(name) or name}`"
-        ) from exc
+        raise _unloadable(name, repo_id, revision, settings, exc) from exc
     model = cast(Any, model).eval()
     model.decoder.to(device=device, dtype=dtype)
     model.audio_encoder.to(device=device, dtype=torch.float16 if device.type == "cuda" else torch.float32)
@@ -380,6 +381,8 @@ def ensure_available(name: str, settings: Settings) -> str:
         ModelLoadingError: offline and not cached, or the download failed.
     """
     repo_id = resolve_repo_id(name, settings)
+    if is_path_model(name) and local_folder.is_checkpoint(Path(repo_id)):  # save_pretrained's files: used in place
+        return local_folder.revision(Path(repo_id), settings)
     if is_path_model(name):  # a fine-tune's folder: audiocraft's files, converted once
         return audiocraft.convert(audiocraft.find_folder(Path(repo_id)), settings)
     if settings.model_source in ("tiny", "random"):
@@ -398,6 +401,16 @@ def ensure_available(name: str, settings: Settings) -> str:
         if revision is None:
             raise ModelLoadingError(f"{repo_id} was downloaded but its snapshot is incomplete; pull it again")
     return revision
+
+
+def _unloadable(name: str, repo_id: str, revision: str, settings: Settings, exc: Exception) -> ModelLoadingError:
+    """One line for a checkpoint transformers could not load, with what to do about it."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if revision.startswith(local_folder.PREFIX):
+        return ModelLoadingError(f"could not load the model in {repo_id}: {first}; a model folder needs what "
+                                 "save_pretrained writes for the model and for its processor")  # fmt: skip
+    return ModelLoadingError(f"could not load {repo_id} from {settings.hub_cache}: {first}; "
+                             f"re-fetch it with `compose models pull {alias_of(name) or name}`")  # fmt: skip
 
 
 def _keep_text_encoder_on_cpu(model: Any, device: torch.device) -> None:

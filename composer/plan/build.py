@@ -31,6 +31,7 @@ from composer.engine.catalog import (
     FRAME_RATE_HZ,
     LONG_FORM_MAX_S,
     WINDOW_S,
+    is_path_model,
 )
 from composer.engine.types import Sampling
 from composer.errors import ArrangementError, Problem
@@ -49,7 +50,7 @@ class Segment:
     id: str  # "intro" for stems, "intro--drive" for transitions; used in file names
     kind: Literal["stem", "transition"]
     section: str  # the section (for transitions: the one it leaves)
-    model: str  # as written: small / medium / large / repo id
+    model: str  # as written: small / medium / large / repo id; a folder as its absolute path
     repo_id: str  # what the model source loads
     revision: str  # cached snapshot revision, or "not-cached"
     text: str
@@ -255,6 +256,13 @@ class _Planner:
         no downbeat to align)."""
         return self.arr.bar_s / 2 if self.arr.align_beats and not seamed and not beatless else 0.0
 
+    def model_name(self, model: str) -> str:
+        """A model as the engine opens it: a folder written relative (``./my-finetune``) is relative to the
+        arrangement file, like a melody reference, so the plan means the same from any working folder."""
+        if is_path_model(model) and model.startswith(".") and self.file:
+            return str((Path(self.file).parent / model).resolve())
+        return model
+
     def model_fields(self, model: str) -> tuple[str, str]:
         from composer.engine.models import architecture, model_revision, resolve_repo_id
 
@@ -275,6 +283,8 @@ class _Planner:
         seg = replace(seg, numerics=self.numerics[seg.model])
         parent = next((s for s in self.segments if s.id == seg.prompt_from), None)
         payload = asdict(seg) | {"key": None, "id": None, "section": None, "take": None, "model": None}
+        if is_path_model(seg.model) and seg.revision != "not-cached":  # its content's hash: it may move, same key
+            payload["repo_id"] = None
         del payload["melody"]
         if seg.melody_sha256 is None:
             del payload["melody_sha256"]
@@ -287,7 +297,7 @@ class _Planner:
 
     def stem(self, i: int) -> None:
         arr, sec, gen = self.arr, self.arr.sections[i], self.arr.generation
-        model = sec.model or gen.model
+        model = self.model_name(sec.model or gen.model)
         repo, rev = self.model_fields(model)
         take = self.takes.get(sec.name, 0)
         base = self.seeds.get(sec.name, sec.seed if sec.seed is not None else derive_seed(arr.seed, "stem", sec.name))
@@ -317,7 +327,7 @@ class _Planner:
     def transition(self, i: int) -> None:
         arr, gen = self.arr, self.arr.generation
         sec, nxt, spec = arr.sections[i], next_section(arr, i), arr.sections[i].transition
-        t_model = (spec.model if spec and spec.model else None) or arr.transitions.model
+        t_model = self.model_name((spec.model if spec and spec.model else None) or arr.transitions.model)
         t_repo, t_rev = self.model_fields(t_model)
         seg_id = f"{sec.name}--{nxt.name}"
         duration = self.grid.length(transition_duration_s(arr, i), seg_id, limit=WINDOW_S,

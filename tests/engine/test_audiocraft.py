@@ -15,7 +15,7 @@ import torch
 
 from composer.engine import audiocraft
 from composer.engine.fastloop import FastDecoder
-from composer.engine.models import list_cached, load_model
+from composer.engine.models import ensure_available, list_cached, load_model
 from composer.engine.sampling import Row
 from composer.engine.types import Sampling
 from composer.errors import ModelLoadingError
@@ -192,6 +192,40 @@ def test_a_local_fine_tune_folder(model_cache: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadingError, match=r"my-finetune: no state_dict.bin in this folder"):
         (tune / audiocraft.LM_FILE).unlink()
         load_model(str(tune), settings_for(model_cache))
+
+
+FINE_TUNED = """\
+title: Fine-tune
+bpm: 120
+generation: {model: ./my-finetune}
+sections:
+  - {name: a, prompt: techno, duration_s: 4}
+"""
+
+
+def test_a_folder_model_in_an_arrangement_is_relative_to_the_file(
+    model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``model: ./my-finetune`` means the folder beside the arrangement, from any working folder, and the
+    segment's key follows the folder's content, not where it is (a project folder can move)."""
+    from composer import api
+
+    project = tmp_path / "project"
+    tune = project / "my-finetune"
+    tune.mkdir(parents=True)
+    for f in (DATA / "mono").iterdir():
+        shutil.copy(f, tune / f.name)
+    (project / "song.yaml").write_text(FINE_TUNED)
+    settings = settings_for(model_cache)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    ensure_available(str(tune), settings)
+    [seg] = api.plan(project / "song.yaml", settings=settings).segments
+    assert seg.model == seg.repo_id == str(tune.resolve()) and seg.revision.startswith("audiocraft-")
+    moved = project.rename(tmp_path / "moved")
+    ensure_available(str(moved / "my-finetune"), settings)
+    [again] = api.plan(moved / "song.yaml", settings=settings).segments
+    assert again.model == str((moved / "my-finetune").resolve()) and again.key == seg.key
 
 
 def refused(model_cache: Path, edit) -> str:  # noqa: ANN001
