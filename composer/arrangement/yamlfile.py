@@ -58,7 +58,8 @@ def read_yaml(path: Path, kind: str = "arrangement") -> Any:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        detail = (exc.problem or exc.context or "invalid YAML").strip()
+        # one line: a duplicate key's message quotes its value, which may hold line breaks (\n, U+0085)
+        detail = " ".join((exc.problem or exc.context or "invalid YAML").split())
         if "\t" in text and "tab" in detail.lower() or "found character '\\t'" in detail:
             detail += " (YAML indentation must use spaces, not tabs)"
         raise fail(f"YAML syntax error: {detail}", line) from None

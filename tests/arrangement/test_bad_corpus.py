@@ -60,6 +60,17 @@ def test_render_refuses_and_writes_nothing(path: Path, tmp_path: Path, tiny_env:
     assert not out.exists()
 
 
+@pytest.mark.parametrize("brk", ["\x85", "\u2028"])
+def test_a_duplicate_keys_message_is_one_line(tmp_path: Path, brk: str) -> None:
+    """ruamel quotes a duplicate key's value, line breaks and all (found by the fuzz test below)."""
+    path = tmp_path / "dup.yaml"
+    path.write_text(f"title: T\nbpm: 120\nkey: A minor\nkey: A minor\n{brk}0\n{brk}0\nsections: []\n", encoding="utf-8")
+    with pytest.raises(ArrangementError) as caught:
+        load_arrangement(path, LIBRARY)
+    [problem] = caught.value.problems
+    assert "duplicate key" in problem.message and len((problem.message + "x").splitlines()) == 1
+
+
 def test_oversized_directory_and_missing(tmp_path: Path) -> None:
     big = tmp_path / "big.yaml"
     big.write_text("title: x\n" + "# padding\n" * 120_000)
