@@ -191,6 +191,7 @@ class LMFacts:
     guidance: float
     t5: str
     sample_rate: int
+    chroma_length: int = 0  # melody models: chroma frames prepended before the text (235 for 30 s); 0: text only
 
 
 def lm_facts(cfg: Mapping[str, Any], state: Mapping[str, Any], path: Path) -> LMFacts:
@@ -201,18 +202,7 @@ def lm_facts(cfg: Mapping[str, Any], state: Mapping[str, Any], path: Path) -> LM
     """
     req = lambda dotted, ok, what: _require(cfg, path, dotted, ok, what)  # noqa: E731
     req("lm_model", lambda v: v == "transformer_lm", "composer runs MusicGen's transformer_lm")
-    fuser_prepend = _get(cfg, "fuser.prepend") or []
-    if "self_wav" in fuser_prepend or "self_wav" in (_get(cfg, "conditioners") or {}):
-        raise ModelLoadingError(f"{path}: xp.cfg conditioners.self_wav: audiocraft melody models are not read yet; "
-                                "use the transformers checkpoint (compose models pull melody)")  # fmt: skip
-    req("conditioners", lambda v: isinstance(v, Mapping) and set(v) == {"description"},
-        "composer conditions on text only (conditioners.description)")  # fmt: skip
-    req("conditioners.description.model", lambda v: v == "t5", "composer's text conditioner is T5")
-    t5 = req("conditioners.description.t5.name", lambda v: v in T5_DIMS, f"one of {', '.join(T5_DIMS)}")
-    req("fuser.cross", lambda v: list(v or []) == ["description"], "text through cross-attention")
-    for field in ("fuser.sum", "fuser.prepend", "fuser.input_interpolate"):
-        req(field, lambda v: not v, "text through cross-attention only")
-    req("fuser.cross_attention_pos_emb", lambda v: not v, "no positional embedding on the text")
+    t5, chroma_length = _conditioning(cfg, path)
     lm = "transformer_lm."
     for field, ok, what in (
         ("norm_first", lambda v: v is True, "pre-norm layers"),
@@ -246,6 +236,9 @@ def lm_facts(cfg: Mapping[str, Any], state: Mapping[str, Any], path: Path) -> LM
         card, hidden = (int(n) for n in state["emb.0.weight"].shape)
         ffn = int(state["transformer.layers.0.linear1.weight"].shape[0])
         t5_dim = int(state["condition_provider.conditioners.description.output_proj.weight"].shape[1])
+        if chroma_length and tuple(state[f"{CHROMA_PROJ}.weight"].shape) != (hidden, CHROMA_BINS):
+            raise ModelLoadingError(f"{path}: {CHROMA_PROJ}.weight is {tuple(state[f'{CHROMA_PROJ}.weight'].shape)}, "
+                                    f"not ({hidden}, {CHROMA_BINS})")  # fmt: skip
     except KeyError as exc:
         raise ModelLoadingError(f"{path}: no tensor {exc.args[0]} (not a MusicGen language model?)") from None
     heads = int(req(lm + "num_heads", lambda v: isinstance(v, int) and v > 0 and hidden % v == 0, "dividing dim"))
@@ -253,7 +246,48 @@ def lm_facts(cfg: Mapping[str, Any], state: Mapping[str, Any], path: Path) -> LM
         raise ModelLoadingError(f"{path}: the tensors ({layers} layers, {card - 1} codes, text {t5_dim} wide) do "
                                 f"not match xp.cfg transformer_lm.num_layers/card or {t5}")  # fmt: skip
     guidance = float(_get(cfg, "classifier_free_guidance.inference_coef", 3.0))
-    return LMFacts(hidden, heads, layers, ffn, n_q, card - 1, channels, guidance, t5, int(rate))
+    return LMFacts(hidden, heads, layers, ffn, n_q, card - 1, channels, guidance, t5, int(rate), chroma_length)
+
+
+CHROMA_PROJ = "condition_provider.conditioners.self_wav.output_proj"
+CHROMA_BINS = 12
+
+
+def _conditioning(cfg: Mapping[str, Any], path: Path) -> tuple[str, int]:
+    """The T5 the text conditioner names and, for a melody model, its chroma length (else 0).
+
+    A text model cross-attends to the text; a melody model prepends the chroma of its reference and the
+    text (audiocraft's provider fuses the text first, so the chroma ends up in front, as transformers
+    builds it). The chroma must be the one composer computes: 12 one-hot pitch classes from a
+    16384-point FFT every 4096 samples at 32 kHz (:mod:`composer.engine.chroma`).
+
+    Raises:
+        ModelLoadingError: a conditioning composer cannot honour, naming its ``xp.cfg`` field.
+    """
+    req = lambda dotted, ok, what: _require(cfg, path, dotted, ok, what)  # noqa: E731
+    conditioners = req("conditioners", lambda v: isinstance(v, Mapping) and set(v) in ({"description"},
+                       {"description", "self_wav"}), "text (description), and for a melody model self_wav")  # fmt: skip
+    req("conditioners.description.model", lambda v: v == "t5", "composer's text conditioner is T5")
+    t5 = req("conditioners.description.t5.name", lambda v: v in T5_DIMS, f"one of {', '.join(T5_DIMS)}")
+    req("fuser.cross_attention_pos_emb", lambda v: not v, "no positional embedding on the text")
+    for field in ("fuser.sum", "fuser.input_interpolate"):
+        req(field, lambda v: not v, "conditions prepended or cross-attended")
+    if "self_wav" not in conditioners:
+        req("fuser.cross", lambda v: list(v or []) == ["description"], "text through cross-attention")
+        req("fuser.prepend", lambda v: not v, "text through cross-attention only")
+        return str(t5), 0
+    req("fuser.cross", lambda v: not v, "a melody model prepends its conditions")
+    req("fuser.prepend", lambda v: sorted(v or []) == ["description", "self_wav"], "chroma and text prepended")
+    stem = "conditioners.self_wav."
+    req(stem + "model", lambda v: v == "chroma_stem", "a melody's chroma (chroma_stem)")
+    req(stem + "chroma_stem.n_chroma", lambda v: v == CHROMA_BINS, f"{CHROMA_BINS} pitch classes")
+    req(stem + "chroma_stem.radix2_exp", lambda v: v == 14, "a 16384-point FFT, as composer's chroma")
+    req(stem + "chroma_stem.argmax", lambda v: v is True, "one-hot chroma")
+    for field in ("nfft", "winlen", "winhop"):
+        req(stem + "chroma_stem." + field, lambda v: v is None, "the FFT and hop radix2_exp gives")
+    req(stem + "chroma_stem.sample_rate", lambda v: v in (None, 32000, "${sample_rate}"), "32 kHz")
+    duration = req("dataset.segment_duration", lambda v: isinstance(v, int | float) and v > 0, "the training length")
+    return str(t5), int(duration * 32000) // 4096 + 1  # chroma frames of the training length (centred STFT)
 
 
 LM_RENAMES = (  # audiocraft name -> transformers name (as transformers' own conversion script renames)
@@ -264,13 +298,17 @@ LM_RENAMES = (  # audiocraft name -> transformers name (as transformers' own con
     (r"\.norm2\.", ".final_layer_norm."), (r"^out_norm\.", "decoder.model.decoder.layer_norm."),
     (r"^linears\.(\d+)\.", r"decoder.lm_heads.\1."),
     (r"^condition_provider\.conditioners\.description\.output_proj\.", "enc_to_dec_proj."),
+    (r"^condition_provider\.conditioners\.self_wav\.output_proj\.", "audio_enc_to_dec_proj."),
 )  # fmt: skip
+LM_DROPPED = ("condition_provider.conditioners.self_wav.chroma.",)  # buffers of audiocraft's chroma extractor
 
 
 def lm_weights(state: Mapping[str, torch.Tensor], hidden: int) -> dict[str, torch.Tensor]:
     """The LM's tensors under transformers' names: fused ``in_proj_weight`` split into q, k and v."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
+        if key.startswith(LM_DROPPED):
+            continue
         name = key
         for pattern, repl in LM_RENAMES:
             name = re.sub(pattern, repl, name)
@@ -446,17 +484,7 @@ def _write_checkpoint(found: Found, settings: Settings, out: Path) -> None:
     """Write the transformers checkpoint (config, safetensors, tokenizer, generation config) into ``out``."""
     import torch
     from safetensors.torch import save_file
-    from transformers import (
-        AutoTokenizer,
-        EncodecConfig,
-        EncodecFeatureExtractor,
-        GenerationConfig,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        MusicgenProcessor,
-        T5Config,
-    )
+    from transformers import AutoTokenizer, EncodecFeatureExtractor, GenerationConfig, MusicgenProcessor
 
     quiet_transformers()
     lm_path = found.folder / LM_FILE
@@ -469,16 +497,9 @@ def _write_checkpoint(found: Found, settings: Settings, out: Path) -> None:
     codec_args, codec_state = _codec(found, settings)
     t5 = t5_folder(facts.t5, settings)
     weights.update(_t5_weights(t5))
-    decoder = MusicgenDecoderConfig(
-        vocab_size=facts.card, hidden_size=facts.hidden, num_hidden_layers=facts.layers,
-        num_attention_heads=facts.heads, ffn_dim=facts.ffn, num_codebooks=facts.codebooks,
-        audio_channels=facts.channels, max_position_embeddings=2048, pad_token_id=facts.card,
-        bos_token_id=facts.card, activation_function="gelu", tie_word_embeddings=False,
-    )  # fmt: skip
-    config = MusicgenConfig(text_encoder=T5Config.from_pretrained(t5), audio_encoder=EncodecConfig(**codec_args),
-                            decoder=decoder)  # fmt: skip
+    config, model_class = _model_config(facts, t5, codec_args)
     with torch.device("meta"):  # the names and shapes transformers expects, without building the weights
-        expected = {k: tuple(v.shape) for k, v in MusicgenForConditionalGeneration(config).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in model_class(config).state_dict().items()}
     codec_names = {k.removeprefix("audio_encoder.") for k in expected if k.startswith("audio_encoder.")}
     weights.update({f"audio_encoder.{k}": v for k, v in codec_weights(codec_state, codec_names).items()})
     _check(weights, expected, found.folder)
@@ -488,8 +509,40 @@ def _write_checkpoint(found: Found, settings: Settings, out: Path) -> None:
     config.save_pretrained(out)
     GenerationConfig(do_sample=True, guidance_scale=facts.guidance, top_k=250, max_length=1503,
                      pad_token_id=facts.card, decoder_start_token_id=facts.card).save_pretrained(out)  # fmt: skip
+    if facts.chroma_length:  # composer loads a melody model's tokenizer alone (it computes the chroma itself)
+        AutoTokenizer.from_pretrained(t5).save_pretrained(out)
+        return
     extractor = EncodecFeatureExtractor(feature_size=codec_args["audio_channels"], sampling_rate=facts.sample_rate)
     MusicgenProcessor(extractor, AutoTokenizer.from_pretrained(t5)).save_pretrained(out)
+
+
+def _model_config(facts: LMFacts, t5: Path, codec_args: dict[str, Any]) -> tuple[Any, Any]:
+    """The transformers config of the converted model and its class: MusicGen, or MusicGen Melody (the
+    chroma and the text prepended instead of cross-attended)."""
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        MusicgenMelodyForConditionalGeneration,
+        T5Config,
+    )
+
+    melody = facts.chroma_length > 0
+    decoder = (MusicgenMelodyDecoderConfig if melody else MusicgenDecoderConfig)(
+        vocab_size=facts.card, hidden_size=facts.hidden, num_hidden_layers=facts.layers,
+        num_attention_heads=facts.heads, ffn_dim=facts.ffn, num_codebooks=facts.codebooks,
+        audio_channels=facts.channels, max_position_embeddings=2048, pad_token_id=facts.card,
+        bos_token_id=facts.card, activation_function="gelu", tie_word_embeddings=False,
+    )  # fmt: skip
+    text, codec = T5Config.from_pretrained(t5), EncodecConfig(**codec_args)
+    if melody:
+        config = MusicgenMelodyConfig(text_encoder=text, audio_encoder=codec, decoder=decoder, num_chroma=CHROMA_BINS,
+                                      chroma_length=facts.chroma_length)  # fmt: skip
+        return config, MusicgenMelodyForConditionalGeneration
+    return MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=decoder), MusicgenForConditionalGeneration
 
 
 def _codec(found: Found, settings: Settings) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from composer.engine import audiocraft
+from composer.engine.chroma import chroma
 from composer.engine.fastloop import FastDecoder
 from composer.engine.models import ensure_available, list_cached, load_model
 from composer.engine.sampling import Row
@@ -58,11 +59,12 @@ def tiny_encodec(folder: Path) -> None:
 @pytest.fixture()
 def model_cache(tmp_path: Path) -> Path:
     """A model-cache/ as the audiocraft Docker image leaves it (HF_HOME=AUDIOCRAFT_CACHE_DIR=/cache):
-    audiocraft's files for musicgen-small and musicgen-stereo-small, T5 and EnCodec in the hub cache."""
+    audiocraft's files for musicgen-small, -stereo-small and -melody, T5 and EnCodec in the hub cache."""
     cache = tmp_path / "model-cache"
     hub_layout(cache / "hub", "t5-base", {f.name: f for f in (DATA / "t5-base").iterdir()})
-    for name, folder in (("facebook/musicgen-small", "mono"), ("facebook/musicgen-stereo-small", "stereo")):
-        hub_layout(cache, name, {f.name: f for f in (DATA / folder).iterdir()})
+    for name, folder in (("facebook/musicgen-small", "mono"), ("facebook/musicgen-stereo-small", "stereo"),
+                         ("facebook/musicgen-melody", "melody")):  # fmt: skip
+        hub_layout(cache, name, {f.name: f for f in (DATA / folder).iterdir() if f.name != "reference.pt"})
     codec = tmp_path / "encodec"
     tiny_encodec(codec)
     hub_layout(cache / "hub", "facebook/encodec_32khz", {f.name: f for f in codec.iterdir()})
@@ -106,6 +108,55 @@ def test_lm_logits_match_audiocraft(model_cache: Path, reference: dict, repo_id:
         # with the padding masked (as transformers and composer do) only the padded row changes
         diff = (masked.reshape(b, k, s, -1) - ref["logits_padded"]).abs().amax(dim=(1, 2, 3))
         assert diff[0] < 2e-5 and diff[1] > 1e-3
+
+
+@pytest.fixture(scope="module")
+def melody_reference() -> dict:
+    return torch.load(DATA / "melody" / "reference.pt", weights_only=True)
+
+
+def test_melody_logits_match_audiocraft(model_cache: Path, melody_reference: dict) -> None:
+    """A melody model prepends its reference's chroma (projected, 235 frames for audiocraft's 30 s) and then
+    the text to the codes: the converted model's logits for fixed codes, chroma and T5 states are
+    audiocraft's, to float32 rounding over the 252 positions (measured 1.6e-5 of logits up to 4.4; the
+    bound 5e-5 is transformers' own for this check; the prefix the other way round is 0.05 off)."""
+    from transformers import MusicgenMelodyForConditionalGeneration
+
+    settings = settings_for(model_cache)
+    found = audiocraft.find("facebook/musicgen-melody", settings)
+    assert found is not None
+    folder = audiocraft.converted_path(audiocraft.convert(found, settings), settings)
+    model = MusicgenMelodyForConditionalGeneration.from_pretrained(folder, local_files_only=True).eval()
+    ref = melody_reference
+    assert model.config.chroma_length == ref["chroma_len"] == ref["long_chroma"].shape[1]
+    b, k, s = ref["codes"].shape
+    with torch.no_grad():
+        prefix = torch.cat([model.audio_enc_to_dec_proj(ref["long_chroma"]), model.enc_to_dec_proj(ref["states"])], 1)
+        logits = model.decoder(input_ids=ref["codes"].reshape(b * k, s), encoder_hidden_states=prefix).logits
+    err = (logits.reshape(b, k, -1, logits.shape[-1])[:, :, -s:] - ref["logits"]).abs().max()
+    assert err < 5e-5, float(err)
+
+
+def test_melody_chroma_is_audiocrafts(melody_reference: dict) -> None:
+    """composer's chroma of a reference equals audiocraft's ChromaExtractor's (one-hot, every frame); the
+    demucs separation audiocraft runs first is not part of the model (composer does not run it)."""
+    mine = chroma(melody_reference["signal"][0].numpy(), 32000)
+    np.testing.assert_array_equal(mine, melody_reference["chroma"][0].numpy())
+
+
+def test_melody_greedy_codes_through_composer_match_audiocraft(
+    model_cache: Path, reference: dict, melody_reference: dict
+) -> None:
+    """load_model("melody") converts audiocraft's melody files; composer's loop, with composer's chroma of
+    the reference, the text from T5 and guidance 3 (its null chroma and null text for the unconditional
+    row), gives audiocraft's greedy codes (24 frames)."""
+    lm = load_model("melody", settings_for(model_cache))
+    assert lm.revision.startswith("audiocraft-") and lm.spec.kind == "melody"
+    ref = melody_reference
+    want = ref["greedy"][0].numpy()
+    melody = chroma(ref["signal"][0].numpy(), 32000)
+    row = Row(reference["text"], np.zeros((4, 0), np.int64), want.shape[1], 0, Sampling(cfg=3.0, greedy=True), melody)
+    np.testing.assert_array_equal(FastDecoder(lm).generate([row])[0], want)
 
 
 def test_codec_matches_audiocraft(model_cache: Path, reference: dict) -> None:
@@ -228,10 +279,10 @@ def test_a_folder_model_in_an_arrangement_is_relative_to_the_file(
     assert again.model == str((moved / "my-finetune").resolve()) and again.key == seg.key
 
 
-def refused(model_cache: Path, edit) -> str:  # noqa: ANN001
-    """The one-line error for the mono model with ``edit`` applied to its package."""
+def refused(model_cache: Path, edit, name: str = "small") -> str:  # noqa: ANN001
+    """The one-line error for model ``name`` (mono small) with ``edit`` applied to its package."""
     settings = settings_for(model_cache)
-    found = audiocraft.find("facebook/musicgen-small", settings)
+    found = audiocraft.find(f"facebook/musicgen-{name}", settings)
     assert found is not None
     lm = found.folder / audiocraft.LM_FILE
     package = audiocraft.read_package(lm)
@@ -239,11 +290,25 @@ def refused(model_cache: Path, edit) -> str:  # noqa: ANN001
     lm.unlink()
     torch.save(package, lm)
     with pytest.raises(ModelLoadingError) as caught:
-        load_model("small", settings)
+        load_model(name, settings)
     message = str(caught.value)
     assert "\n" not in message
     assert not list((model_cache / audiocraft.CONVERTED).glob("*/model.safetensors")), "nothing half-converted"
     return message
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("radix2_exp: 14", "radix2_exp: 12", "conditioners.self_wav.chroma_stem.radix2_exp"),
+    ("argmax: true", "argmax: false", "conditioners.self_wav.chroma_stem.argmax"),
+    ("cross: []", "cross: [description]", "fuser.cross"),
+])  # fmt: skip
+def test_melody_settings_composer_cannot_honour_are_refused_by_field(model_cache: Path, old: str, new: str,
+                                                                    field: str) -> None:  # fmt: skip
+    def edit(package: dict) -> None:
+        assert old in package["xp.cfg"]
+        package["xp.cfg"] = package["xp.cfg"].replace(old, new, 1)
+
+    assert f"xp.cfg {field}: " in refused(model_cache, edit, "melody")
 
 
 @pytest.mark.parametrize(("old", "new", "field"), [

@@ -21,6 +21,16 @@ Written (into this folder):
     stereo/            state_dict.bin (8 interleaved codebooks), compression_state_dict.bin (a pointer
                        to a pretrained EnCodec, export_pretrained_compression_model)
     reference.pt       what audiocraft computed (see ``main``)
+    melody/            state_dict.bin of a melody model (chroma and text prepended; its EnCodec a
+                       pointer), and reference.pt: audiocraft's chroma of a fixed signal, its logits for
+                       fixed codes, chroma and text states, and its greedy codes with guidance
+
+Every file comes out byte-identical on a rerun except ``t5-base/spiece.model``, in which sentencepiece
+records the temporary folder it was trained in (the vocabulary and so the tokens are the same).
+
+``stub/demucs`` stands in for demucs, which audiocraft's chroma conditioner loads when it is built to
+split drums and bass off a melody reference; the separation is not part of the model and is replaced
+here by the identity, so the chroma recorded is audiocraft's ChromaExtractor on the signal itself.
 """
 
 from __future__ import annotations
@@ -309,7 +319,63 @@ def main() -> None:
             "decoded_codes": ref["mono"]["greedy"],
         }
     torch.save(ref, HERE / "reference.pt")
+    make_melody(HERE / "melody")
     print("written to", HERE, file=sys.stderr)
+
+
+def melody_cfg() -> dict:
+    """A melody model's xp.cfg: the chroma of a reference (self_wav) and the text both prepended."""
+    cfg = lm_cfg(4, [0, 1, 2, 3], False)
+    cfg["fuser"] |= {"prepend": ["self_wav", "description"], "cross": []}
+    chroma = {"sample_rate": 32000, "n_chroma": 12, "radix2_exp": 14, "argmax": True, "match_len_on_eval": True,
+              "eval_wavs": None, "n_eval_wavs": 0, "cache_path": None}  # fmt: skip
+    cfg["conditioners"] = {"self_wav": {"model": "chroma_stem", "chroma_stem": chroma}} | cfg["conditioners"]
+    return cfg
+
+
+def melody_signal(seconds: float, gen: torch.Generator) -> torch.Tensor:
+    """A reference melody (1, 1, T) at 32 kHz: a tone that steps through pitches, and a little noise."""
+    t = torch.arange(int(seconds * 32000)) / 32000
+    notes = torch.tensor([220.0, 246.94, 261.63, 293.66, 329.63, 349.23, 392.0])
+    freq = notes[(t * 2).long() % len(notes)]
+    phase = torch.cumsum(2 * torch.pi * freq / 32000, 0)
+    return (0.5 * torch.sin(phase) + 0.02 * torch.randn(t.shape[0], generator=gen))[None, None]
+
+
+def make_melody(folder: Path) -> None:
+    """The melody model, exported, and what audiocraft computes with it."""
+    from audiocraft.modules.conditioners import ConditioningAttributes, WavCondition
+    from audiocraft.utils.export import export_pretrained_compression_model
+
+    cfg = melody_cfg()
+    lm = build_lm(cfg, seed=23)
+    chroma_cond = lm.condition_provider.conditioners["self_wav"]
+    chroma_cond._get_stemmed_wav = lambda wav, sample_rate: wav  # no demucs here: the signal is its own stem
+    export_lm_file(lm, cfg, folder)
+    export_pretrained_compression_model("facebook/encodec_32khz", folder / "compression_state_dict.bin")
+    gen = torch.Generator().manual_seed(17)
+    signal = melody_signal(6.0, gen)
+    with torch.no_grad():
+        chroma = chroma_cond.chroma(signal[:, 0])  # (1, frames, 12), one-hot
+    codes = torch.randint(0, 2048, (1, 4, 12), generator=gen)
+    codes[:, :, 0] = 2048
+    states = torch.randn(1, 5, 768, generator=gen)
+    long_chroma = chroma.repeat(1, -(-chroma_cond.chroma_len // chroma.shape[1]), 1)[:, : chroma_cond.chroma_len]
+    t5 = lm.condition_provider.conditioners["description"]
+    with torch.no_grad():
+        text = t5.output_proj(states)
+        ones = torch.ones(1, states.shape[1], dtype=torch.long)
+        wav = chroma_cond.output_proj(long_chroma)
+        tensors = {"description": (text, ones), "self_wav": (wav, torch.ones_like(wav[..., 0]))}  # text first, as
+        logits = lm(codes, conditions=[], condition_tensors=tensors)  # audiocraft's provider orders them
+        attributes = ConditioningAttributes(text={"description": TEXT},
+                                            wav={"self_wav": WavCondition(signal, torch.tensor([signal.shape[-1]]),
+                                                                          [32000], [None], [None])})  # fmt: skip
+        greedy_codes = lm.generate(None, [attributes], num_samples=1, max_gen_len=24, use_sampling=False,
+                                   cfg_coef=3.0, remove_prompts=False)  # fmt: skip
+    torch.save({"signal": signal, "chroma": chroma, "chroma_len": chroma_cond.chroma_len, "codes": codes,
+                "states": states, "long_chroma": long_chroma, "logits": logits.clone(), "greedy": greedy_codes},
+               folder / "reference.pt")  # fmt: skip
 
 
 if __name__ == "__main__":
