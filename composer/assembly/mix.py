@@ -299,12 +299,14 @@ class Mixdown:
 
 def wrap_seam(audio: np.ndarray, rate: int, assembly: Assembly, bpm: float) -> Seam | None:
     """A loop's own join, scored by :func:`score_seams` like any other: on the file played twice, end to
-    start, where the last segment's tail crossfades into the first segment (None: not a loop)."""
+    start, where the end of the timeline (its last segment: a loop's wrap transition, or the last
+    section's own continuation) crossfades into the first segment (None: not a loop). The last segment
+    is named even where the file's end falls before it starts: it is what fades into the start."""
     loop = assembly.loop
     if loop is None:
         return None
-    last = assembly.placements_in_file()[-1].segment  # playing at the loop's end; it wraps into the first
-    return score_wrap(audio, rate, loop, (last, assembly.placements[0].segment), bpm)
+    names = (assembly.placements[-1].segment, assembly.placements[0].segment)
+    return score_wrap(audio, rate, loop, names, bpm)
 
 
 def score_wrap(audio: np.ndarray, rate: int, loop: Loop, names: tuple[str, str], bpm: float) -> Seam:

@@ -7,6 +7,7 @@ with ``COMPOSER_DOCS_SCREENSHOT=1`` the first one also replaces docs/studio.png 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -99,3 +100,34 @@ def test_the_studio_in_a_browser(project: Path, settings: Settings) -> None:
           f"take switch to playing {switched['ms']:.0f} ms, screenshots in {ARTEFACTS}")  # fmt: skip
     again = api.render(project / "four.yaml", out=project / "output", settings=settings)
     assert again.stats.generated == []  # the CLI finds the state the page left complete
+
+
+@pytest.fixture(scope="module")
+def looped(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The four sections as a loop: the outro's transition carries it back into the intro."""
+    root = tmp_path_factory.mktemp("studio-loop")
+    text = FOUR.read_text().replace("seed: 7\n", "seed: 7\nloop: true\n") + "    transition: {duration_s: 2}\n"
+    (root / "loop.yaml").write_text(text)
+    api.render(root / "loop.yaml", out=root / "output", settings=settings)
+    return root
+
+
+def test_a_loops_wrap_in_the_browser(looped: Path, settings: Settings) -> None:
+    """The wrap is a seam at the file's end with its score, the player loops, and "across" plays the end
+    and then the start."""
+    manifest = json.loads((looped / "output" / "loop" / "manifest.json").read_text())
+    with studio_server([looped / "loop.yaml"], looped / "output", settings) as url, browser_page() as (page, errors):
+        open_studio(page, url, "loop")
+        wrap = page.locator("#seams tbody tr.wrap")
+        assert wrap.count() == 1 and "outro--intro → intro (wrap" in wrap.inner_text()
+        assert wrap.locator(".score").inner_text() == f"{manifest['loop']['wrap_seam']['score']:.2f}"
+        assert page.evaluate("document.getElementById('player').loop") is True
+        length = page.evaluate("studio.view.length_s")
+        page.click("tr.wrap [data-across]")
+        page.wait_for_function(f"document.getElementById('player').currentTime > {length - 1.0}", timeout=30_000)
+        shot(page, "7-loop-wrap")
+        # round to the start, then it stops two bars (4 s at 120 BPM) in
+        page.wait_for_function("studio.stopAt === null && document.getElementById('player').paused", timeout=30_000)
+        stopped = page.evaluate("document.getElementById('player').currentTime")
+        assert 4.0 <= stopped < 6.0, stopped
+        assert errors == [], errors

@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const PALETTE = ["#deebf7", "#e5f5e0", "#feedde", "#efedf5", "#fff7bc"];
 const studio = {
   arrangements: [], name: null, view: null, peaks: null, jobs: [],
-  source: "mix", stopAt: null, switchStarted: null, lastSwitchMs: null, interactiveMs: null,
+  source: "mix", stopAt: null, wrapping: false, switchStarted: null, lastSwitchMs: null, interactiveMs: null,
 };
 window.studio = studio; // for the browser tests and for curious users
 
@@ -87,6 +87,7 @@ async function openRender(name, keepPosition = false) {
   const position = keepPosition ? player.currentTime : 0;
   const wasPlaying = keepPosition && !player.paused;
   studio.view = view;
+  player.loop = Boolean(view.loop);  // a looping render plays end to start, as it will in a DAW
   studio.peaks = await getJSON(`/api/renders/${encodeURIComponent(name)}/peaks?v=${view.version}`);
   $("empty").hidden = true;
   $("view").hidden = false;
@@ -137,11 +138,12 @@ function drawSeams() {
       seam.tempo_percent === null ? "tempo n/a" : `tempo ${seam.tempo_percent.toFixed(1)} %`,
       `harmony ${seam.harmony.toFixed(2)}`].join(" · ");
     const transition = [seam.before, seam.after].find((id) => studio.view.segments.some((s) => s.id === id && s.kind === "transition"));
-    body.append(el("tr", { "data-seam": `${seam.before}|${seam.after}` },
-      el("td", {}, `${seam.before} → ${seam.after}`), el("td", {}, clock(seam.at_s)),
+    body.append(el("tr", { "data-seam": `${seam.before}|${seam.after}`, class: seam.wrap ? "wrap" : "" },
+      el("td", {}, `${seam.before} → ${seam.after}${seam.wrap ? " (wrap: the end into the start)" : ""}`),
+      el("td", {}, clock(seam.at_s)),
       el("td", { class: `score ${bad ? "bad" : "ok"}`, title: `re-roll limit ${limit}` }, seam.score.toFixed(2)),
       el("td", { class: "terms" }, terms),
-      el("td", {}, el("button", { type: "button", "data-across": seam.at_s, onclick: () => playAcross(seam.at_s) }, "▶ across"), " ",
+      el("td", {}, el("button", { type: "button", "data-across": seam.at_s, onclick: () => playAcross(seam.at_s, seam.wrap) }, "▶ across"), " ",
         transition ? el("button", { type: "button", "data-reroll": transition, title: "Re-roll the transitions whose joins score this high or higher (compose render --reroll)",
           onclick: () => startJob({ kind: "reroll", name: studio.name, above: Math.max(0.5, seam.score - 0.01) }) }, "Re-roll") : "")));
   }
@@ -189,12 +191,14 @@ function draw() {
     ctx.fillRect(x(seg.start_s), 0, ratio, height);
   }
   for (const seam of view.seams) {
-    const sx = x(seam.at_s), sy = height - 12 * ratio;
+    const sx = Math.min(x(seam.at_s), width - 7 * ratio), sy = height - 12 * ratio;  // the wrap: at the end
     ctx.fillStyle = seam.score > view.seam_limit ? "#c0392b" : "#287a3c";
     ctx.beginPath();
     ctx.moveTo(sx, sy - 6 * ratio); ctx.lineTo(sx + 6 * ratio, sy); ctx.lineTo(sx, sy + 6 * ratio); ctx.lineTo(sx - 6 * ratio, sy);
     ctx.fill();
-    ctx.fillText(seam.score.toFixed(1), sx + 8 * ratio, sy + 4 * ratio);
+    ctx.textAlign = seam.wrap ? "right" : "left";
+    ctx.fillText(seam.score.toFixed(1), sx + (seam.wrap ? -8 : 8) * ratio, sy + 4 * ratio);
+    ctx.textAlign = "left";
   }
   const t = $("player").currentTime || 0;
   ctx.fillStyle = "#c0392b";
@@ -235,12 +239,14 @@ function switchTo(source) { // A/B: the other take from the same playhead positi
   setSource(source, player.currentTime, true);
 }
 
-function playAcross(at) {
+function playAcross(at, wrap) {
+  // two bars either side of a join; across a loop's wrap, the end and then the start (the player loops)
   const bars = 2 * barSeconds();
   const player = $("player");
   if (studio.source !== "mix") setSource("mix", Math.max(0, at - bars), true);
   else { player.currentTime = Math.max(0, at - bars); player.play(); }
-  studio.stopAt = at + bars;
+  studio.stopAt = wrap ? bars : at + bars;
+  studio.wrapping = Boolean(wrap);
 }
 
 function toggle() {
@@ -259,7 +265,8 @@ function tick() {
     const t = player.currentTime || 0;
     const bar = studio.view.bpm ? ` · bar ${Math.floor(t / barSeconds()) + 1}` : "";
     $("clock").textContent = `${clock(t)} / ${clock(studio.view.length_s)}${bar}`;
-    if (studio.stopAt !== null && t >= studio.stopAt) { player.pause(); studio.stopAt = null; }
+    if (studio.wrapping && t < studio.stopAt) studio.wrapping = false;  // it went round to the start
+    if (studio.stopAt !== null && !studio.wrapping && t >= studio.stopAt) { player.pause(); studio.stopAt = null; }
     draw();
   }
   requestAnimationFrame(tick);
