@@ -265,7 +265,13 @@ def generate(
         typer.Option(min=20.0, max=300.0, help="Tempo for the prompt (a style's default: 120).", show_default=False),
     ] = None,
     key: Annotated[str | None, typer.Option(help="Key for the prompt, e.g. 'A minor'.", show_default=False)] = None,
-    model: Annotated[str, typer.Option(help="small, medium, large or a hub repo id.")] = "small",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="small, medium, large, stereo-*, melody, a hub repo id, or a model "
+            "folder (./my-finetune: audiocraft's files or save_pretrained's)."
+        ),
+    ] = "small",
     seed: Annotated[
         int | None, typer.Option(min=0, max=2**31 - 1, help="Seed (default: random, printed).", show_default=False)
     ] = None,
