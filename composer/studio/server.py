@@ -307,6 +307,10 @@ def _render_entry(studio: Studio, done: FinishedRender) -> dict[str, Any]:
     except api.ComposerError:
         beats_per_bar = 4
     stat = (done.folder / "manifest.json").stat()
+
+    def end(seconds: float) -> float:  # in a loop, what lies past the file's end is folded over its start
+        return min(seconds, done.length_s)
+
     sections = []
     for seg in done.segments:
         if seg.kind != "stem" or seg.section is None:
@@ -314,7 +318,7 @@ def _render_entry(studio: Studio, done: FinishedRender) -> dict[str, Any]:
         found = [(seg.take, seg.seed, True)] + [(t.take, t.seed, False) for t in done.takes if t.section == seg.section]
         takes = [{"take": n, "seed": seed, "picked": picked, "audio": "mix" if picked else f"context/{seg.section}/{n}"}
                  for n, seed, picked in sorted(found)]  # fmt: skip
-        sections.append({"name": seg.section, "segment": seg.id, "start_s": seg.start_s, "end_s": seg.end_s,
+        sections.append({"name": seg.section, "segment": seg.id, "start_s": seg.start_s, "end_s": end(seg.end_s),
                          "take": seg.take, "seed": seg.seed, "takes": takes})  # fmt: skip
     return {
         "name": done.folder.name, "title": done.title, "version": f"{stat.st_mtime_ns:x}-{stat.st_size:x}",
@@ -322,7 +326,7 @@ def _render_entry(studio: Studio, done: FinishedRender) -> dict[str, Any]:
         "bpm": m.get("bpm"), "beats_per_bar": beats_per_bar, "key": m.get("key"),
         "loudness": asdict(done.loudness), "mix": "mix",
         "segments": [{"id": s.id, "kind": s.kind, "section": s.section, "take": s.take, "seed": s.seed,
-                      "start_s": s.start_s, "end_s": s.end_s, "repo_id": s.repo_id, "cache_hit": s.cache_hit,
+                      "start_s": s.start_s, "end_s": end(s.end_s), "repo_id": s.repo_id, "cache_hit": s.cache_hit,
                       "audio": f"stem/{s.id}"} for s in done.segments],
         "sections": sections,
         "takes": [{"section": t.section, "take": t.take, "seed": t.seed, "gain_db": t.gain_db,

@@ -123,6 +123,8 @@ def test_a_loops_wrap_in_the_browser(looped: Path, settings: Settings) -> None:
         assert wrap.locator(".score").inner_text() == f"{manifest['loop']['wrap_seam']['score']:.2f}"
         assert page.evaluate("document.getElementById('player').loop") is True
         length = page.evaluate("studio.view.length_s")
+        # what lies past the file's end is folded over its start: nothing is shown past the end
+        assert page.evaluate("Math.max(...studio.view.segments.map(s => s.end_s))") == length
         page.click("tr.wrap [data-across]")
         page.wait_for_function(f"document.getElementById('player').currentTime > {length - 1.0}", timeout=30_000)
         shot(page, "7-loop-wrap")
