@@ -32,6 +32,7 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from composer.engine.content_index import file_hash, lookup, remember
 from composer.engine.hf import hub_snapshot, quiet_transformers, repo_folder
 from composer.errors import ModelLoadingError
 from composer.fsutil import atomic_write_text, json_text
@@ -384,15 +385,6 @@ def codec_weights(state: Mapping[str, torch.Tensor], names: set[str]) -> dict[st
 
 
 # -- converting --------------------------------------------------------------------------------------
-def file_hash(path: Path) -> str:
-    """sha256 of a file's bytes (streamed)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def conversion_key(found: Found) -> str:
     """What a conversion is keyed by: the two files' contents (and the converter's version)."""
     parts = [f"v{CONVERT_VERSION}"]
@@ -430,17 +422,13 @@ def _signature(found: Found) -> str:
     return "|".join(parts)
 
 
-def _index(settings: Settings) -> dict[str, str]:
-    try:
-        data = json.loads((settings.cache_dir / CONVERTED / "index.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+def _index(settings: Settings) -> Path:
+    return settings.cache_dir / CONVERTED / "index.json"
 
 
 def converted_revision(found: Found, settings: Settings) -> str | None:
     """``audiocraft-<key>`` when ``found`` is converted already (files unchanged since), else None."""
-    key = _index(settings).get(_signature(found))
+    key = lookup(_index(settings), _signature(found))
     done = key is not None and (settings.cache_dir / CONVERTED / key / "composer-source.json").is_file()
     return f"audiocraft-{key}" if done else None
 
@@ -475,8 +463,7 @@ def convert(found: Found, settings: Settings) -> str:
             shutil.rmtree(work, ignore_errors=True)
             raise
         log.info("converted the audiocraft model in %s (%.1f s)", found.folder, time.perf_counter() - started)
-    index = _index(settings) | {_signature(found): key}
-    atomic_write_text(settings.cache_dir / CONVERTED / "index.json", json_text(index, sort_keys=True) + "\n")
+    remember(_index(settings), _signature(found), key)
     return f"audiocraft-{key}"
 
 

@@ -4,18 +4,17 @@ made with transformers, a copy kept beside a project), used in place, never copi
 Its revision is ``folder-<key>``, the hash of every file in it: a segment's cache key follows the
 weights, not where the folder is, and an edited checkpoint is a new revision. Hashing gigabytes on
 every plan would cost seconds, so keys are remembered by the files' paths, sizes and modification
-times (``model-folders.json`` in composer's cache), as for converted audiocraft files.
+times (``model-folders.json`` in composer's cache, :mod:`composer.engine.content_index`), as for converted
+audiocraft files.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-from composer.engine.audiocraft import file_hash
+from composer.engine.content_index import file_hash, lookup, remember
 from composer.errors import ModelLoadingError
-from composer.fsutil import atomic_write_text, json_text
 from composer.settings import Settings
 
 PREFIX = "folder-"
@@ -40,18 +39,10 @@ def _signature(folder: Path) -> str:
     return "|".join(parts)
 
 
-def _index(settings: Settings) -> dict[str, str]:
-    try:
-        data = json.loads((settings.cache_dir / INDEX).read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
 def known_revision(folder: Path, settings: Settings) -> str | None:
     """``folder-<key>`` when the folder's files are unchanged since they were last hashed, else None."""
     try:
-        key = _index(settings).get(_signature(folder))
+        key = lookup(settings.cache_dir / INDEX, _signature(folder))
     except OSError:
         return None
     return PREFIX + key if key else None
@@ -73,10 +64,9 @@ def revision(folder: Path, settings: Settings) -> str:
     except OSError as exc:
         raise ModelLoadingError(f"{folder}: cannot read the checkpoint: {exc.strerror or exc}") from None
     key = digest.hexdigest()[:24]
-    index = _index(settings) | {signature: key}
     try:
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(settings.cache_dir / INDEX, json_text(index, sort_keys=True) + "\n")
+        remember(settings.cache_dir / INDEX, signature, key)
     except OSError:  # a read-only cache: the key is still right, only the next plan hashes again
         pass
     return PREFIX + key
