@@ -508,16 +508,16 @@ def _length_problems(arr: Arrangement) -> list[tuple[Path_, str]]:
                     f"joins ({shortest:g} s)",
                 )  # fmt: skip
             )
-    if arr.loop and has_transition(arr, len(arr.sections) - 1):
-        wrap = transition_duration_s(arr, len(arr.sections) - 1)
+    last = len(arr.sections) - 1
+    if arr.loop and has_transition(arr, last):  # the wrap: from the last section back into the first
+        wrap, fold = transition_duration_s(arr, last), arr.bars_to_s(arr.loop_crossfade_bars)
         total += wrap
-        if wrap < arr.bars_to_s(arr.loop_crossfade_bars) - 1e-9:
-            own = arr.sections[-1].transition is not None and arr.sections[-1].transition.duration_s is not None
-            problems.append(
-                (("sections", len(arr.sections) - 1, "transition", "duration_s") if own else ("loop_crossfade_bars",),
-                 f"the wrap transition ({wrap:g} s) is shorter than the {arr.loop_crossfade_bars}-bar crossfade "
-                 f"({arr.bars_to_s(arr.loop_crossfade_bars):.3g} s) into the first section")
-            )  # fmt: skip
+        if wrap < fold - 1e-9:
+            spec = arr.sections[last].transition
+            own = spec is not None and spec.duration_s is not None
+            loc = ("sections", last, "transition", "duration_s") if own else ("loop_crossfade_bars",)
+            problems.append((loc, f"the wrap transition ({wrap:g} s) is shorter than the {arr.loop_crossfade_bars}"
+                             f"-bar crossfade ({fold:.3g} s) into the first section"))  # fmt: skip
     if arr.loop and total < (arr.loop_crossfade_bars + 1) * arr.bar_s:
         problems.append((("loop_crossfade_bars",), f"a loop needs more than {arr.loop_crossfade_bars + 1} bars "
                          f"({(arr.loop_crossfade_bars + 1) * arr.bar_s:.3g} s) of music to wrap"))  # fmt: skip
