@@ -331,19 +331,22 @@ def _render_entry(studio: Studio, done: FinishedRender) -> dict[str, Any]:
         "sections": sections,
         "takes": [{"section": t.section, "take": t.take, "seed": t.seed, "gain_db": t.gain_db,
                    "audio": f"take/{t.section}/{t.take}"} for t in done.takes],
-        "seams": [{k: v for k, v in s.items() if k in SEAM_FIELDS} for s in m.get("seams", [])] + _wrap(m, done),
+        "seams": [_seam(s) for s in m.get("seams", [])] + _wrap(m, done),
         "loop": m.get("loop") is not None,
         "seam_limit": (m.get("rerolls") or {}).get("limit", REROLL_ABOVE),
         "picked": dict(done.state.takes), "seeds": dict(done.state.seeds),
     }  # fmt: skip
 
 
+def _seam(seam: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's seam as the page reads it (its scores and terms)."""
+    return {k: v for k, v in seam.items() if k in SEAM_FIELDS}
+
+
 def _wrap(manifest: dict[str, Any], done: FinishedRender) -> list[dict[str, Any]]:
     """A looping render's wrap, as a seam at the file's end (where the loop goes back to its start)."""
     seam = (manifest.get("loop") or {}).get("wrap_seam")
-    if not seam:
-        return []
-    return [{k: v for k, v in seam.items() if k in SEAM_FIELDS} | {"at_s": done.length_s, "wrap": True}]
+    return [_seam(seam) | {"at_s": done.length_s, "wrap": True}] if seam else []
 
 
 def _audio_path(studio: Studio, done: FinishedRender, item: str) -> Path | None:
