@@ -86,8 +86,10 @@ class FastDecoder:
         self.device = lm.device
         self.w = decoder_weights(model, lm.kernel, lm.pad, lm.rows)  # packed for the CPU kernel, or views (CUDA)
         self.dtype = self.w.dtype
-        # the key/value cache: float32 on the CPU, where attention over it in bfloat16/float16 was 6x slower
-        # (2.2 vs 0.35 ms per layer at 1536 positions on an AVX-512 EPYC): the step grew 3x along a segment
+        # the key/value cache and the text's keys/values: float32 on the CPU, where attention over them in
+        # bfloat16/float16 was 6x slower (2.2 vs 0.35 ms per layer at 1536 positions on an AVX-512 EPYC: the
+        # step grew 3x along a segment) and torch's fused kernel over 64 text tokens 2-4x slower than the
+        # unfused float32 form (62 vs 33 us per layer at batch 1, 234 vs 53 at batch 4, same machine)
         self.kv_dtype = torch.float32 if self.device.type == "cpu" else self.dtype
         self.layers = self.w.layers
         self.heads = spec.heads
@@ -132,7 +134,7 @@ class FastDecoder:
             mask[i, ..., : e.shape[0]] = True
         keys = torch.stack([self._split(layer.cross_k(states)) for layer in self.layers])  # type: ignore[misc]
         values = torch.stack([self._split(layer.cross_v(states)) for layer in self.layers])  # type: ignore[misc]
-        return keys, values, mask
+        return keys.to(self.kv_dtype), values.to(self.kv_dtype), mask
 
     # -- the loop -----------------------------------------------------------------------------
     def generate(
@@ -345,7 +347,7 @@ class FastDecoder:
             hidden = residual + layer.out(attn.transpose(1, 2).reshape(n, steps, self.dim))
             if layer.cross_q is not None and layer.cross_out is not None and layer.norm_cross is not None:
                 hidden = hidden.clone()
-                qc = self._split(layer.cross_q(self._norm(hidden[:cond], layer.norm_cross)))
+                qc = self._split(layer.cross_q(self._norm(hidden[:cond], layer.norm_cross))).to(self.kv_dtype)
                 attn = attention(qc, state.cross_k[i, index], state.cross_v[i, index], state.cross_mask[index])
                 hidden[:cond] += layer.cross_out(attn.transpose(1, 2).reshape(cond, steps, self.dim))
             hidden = hidden + layer.fc2(self.w.activation(layer.fc1(self._norm(hidden, layer.norm_ffn))))
@@ -422,7 +424,7 @@ class FastDecoder:
                     attn[rows] = attention(q[rows], keys, values, mask)
             hidden = residual + layer.out(attn.transpose(1, 2).reshape(n, 1, self.dim))
             if layer.cross_q is not None and layer.cross_out is not None and layer.norm_cross is not None:
-                qc = self._split(layer.cross_q(self._norm(hidden[:b], layer.norm_cross)))
+                qc = self._split(layer.cross_q(self._norm(hidden[:b], layer.norm_cross))).to(self.kv_dtype)
                 attn = attention(qc, state.cross_k[i], state.cross_v[i], state.cross_mask)
                 cross = layer.cross_out(attn.transpose(1, 2).reshape(b, 1, self.dim))
                 hidden = hidden + (torch.cat([cross, torch.zeros_like(cross)]) if guidance else cross)

@@ -206,3 +206,43 @@ def test_stereo_codes_decode_to_two_channels(tiny_stereo_fp32: LoadedModel) -> N
     assert np.array_equal(audio[0], left[0]), "left codebooks are 0, 2, 4, 6"
     stereo = rng.standard_normal((2, 32000)).astype(np.float32) * 0.2
     assert encode_audio(tiny_stereo_fp32, stereo, 32000).shape == (8, 50)
+
+
+def test_cpu_decoding_steps_attend_over_float32(tiny_cache, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With bfloat16 weights a CPU decoding step still attends over float32 keys and values (the cache and
+    the text's) in the unfused form, never through torch's fused kernel, which took 2-4x longer over 64
+    text tokens in bfloat16 (docs/benchmarks.md). The prefill may use it; the tokens stay seeded."""
+    import torch
+    import torch.nn.functional as F
+
+    from composer.engine.models import load_model
+    from composer.settings import load_settings
+
+    env = {"COMPOSER_CACHE_DIR": str(tiny_cache), "COMPOSER_MODELS": "tiny", "COMPOSER_DEVICE": "cpu",
+           "HF_HUB_OFFLINE": "1", "COMPOSER_CPU_DTYPE": "bfloat16"}  # fmt: skip
+    lm = load_model("small", load_settings(env=env))
+    decoder = FastDecoder(lm)
+    assert decoder.dtype == torch.bfloat16
+    fused, stepping, states = [], [False], []
+    sdpa, step = F.scaled_dot_product_attention, FastDecoder.step
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        if stepping[0]:
+            fused.append(args[0].dtype)
+        return sdpa(*args, **kwargs)
+
+    def watched(self: FastDecoder, state: Any, windows: Any = None) -> None:
+        states.append(state)
+        stepping[0] = True
+        try:
+            step(self, state, windows)
+        finally:
+            stepping[0] = False
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(FastDecoder, "step", watched)
+    first = decoder.generate([row(np.zeros((4, 3), np.int64), 20), row(np.zeros((4, 0), np.int64), 12, seed=2)])
+    assert states and fused == []
+    assert states[0].cache_k.dtype == states[0].cross_k.dtype == states[0].cross_v.dtype == torch.float32
+    again = decoder.generate([row(np.zeros((4, 3), np.int64), 20)])
+    assert np.array_equal(first[0], again[0])
