@@ -29,6 +29,7 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 GRAPH_ENGINE = "composer fast loop, CUDA graph"
 TEXT = "dark industrial ebm, 128 bpm, analog bass sequence, hard machine drums"
+PAD_LABELS = {"whole": "", "none": " unpadded", "pow2": " pow2"}  # how a variant pads its last row chunk
 
 
 # -- measurement helpers ----------------------------------------------------------------------
@@ -161,7 +162,7 @@ def _decode_rows(lm: Any, alias: str, device: str, dtype: str, frames: int, batc
 
 
 # -- decoding on the CPU: every kernel, the tuner's choice, transformers, cost along a segment -----
-def cpu_model(alias: str, kernel: str, rows: int = 16, pad: bool = True, numerics: str = "") -> Any:
+def cpu_model(alias: str, kernel: str, rows: int = 16, pad: str = "whole", numerics: str = "") -> Any:
     """A random-weight model at ``alias``'s real shape set up as ``load_model`` would for ``kernel``
     ("transformers" leaves it in float32 for transformers' own generate)."""
     import torch
@@ -329,7 +330,7 @@ def bench_cpu_decoding(
             for batch in batches:
                 reset_peaks("cpu")
                 seconds, clock = composer_run(lm, batch, frames)
-                record("composer fast loop", f"{k}/{rows}" + ("" if pad else " unpadded"), invariant, batch, seconds,
+                record("composer fast loop", f"{k}/{rows}" + PAD_LABELS[pad], invariant, batch, seconds,
                        clock)  # fmt: skip
             if long_frames and (k, rows) == (choice.kernel, choice.rows):
                 along(

@@ -38,6 +38,8 @@ VALUE_NAMES = {"files": "FILES", "file": "FILE", "output": "FILE", "melody": "FI
                "out": "FOLDER", "styles": "FOLDER", "duration": "SECONDS", "prompt_seconds": "SECONDS",
                "names": "NAMES", "section": "SECTION", "bpm": "BPM", "key": "KEY", "model": "MODEL",
                "style": "STYLE", "models": "SOURCE", "device": "DEVICE", "engine": "ENGINE"}  # fmt: skip
+# `compose models tune`: how the last row chunk is padded (composer.engine.kernels.PADDINGS)
+PADDING_NOTES = {"whole": "", "pow2": ", the last padded to 2, 4, 8 or 16 rows", "none": ", unpadded"}
 
 
 def _value_name(param: Any) -> str | None:
@@ -589,14 +591,17 @@ def models_tune(
             if shape is None:
                 raise ComposerError(f"{repo_id} is not in {settings.hub_cache}; run `compose models pull {name}`")
             choice = choose_kernel(shape, replace(settings, cpu_dtype="auto"), force=True)
-            typer.echo(f"{repo_id}: {choice.kernel}, {choice.rows}-row chunks ({choice.numerics})")
+            typer.echo(
+                f"{repo_id}: {choice.kernel}, {choice.rows}-row chunks{PADDING_NOTES[choice.pad]} ({choice.numerics})"
+            )
             if settings.cpu_dtype != "auto":
                 typer.echo(f"  (COMPOSER_CPU_DTYPE={settings.cpu_dtype} is set: renders use {settings.cpu_dtype})")
             for variant, m in sorted(choice.measured.items()):
                 if not m.get("available"):
-                    typer.echo(f"  {variant:<14} not available on this CPU/torch build")
+                    typer.echo(f"  {variant:<19} not available on this CPU/torch build")
                     continue
-                typer.echo(f"  {variant:<14} batch 1 {m['batch1_s'] * 1000:7.1f} ms  batch {m['batch']} "
+                label = variant + ("" if m.get("pad", "whole") == "whole" else f" {m['pad']}")
+                typer.echo(f"  {label:<19} batch 1 {m['batch1_s'] * 1000:7.1f} ms  batch {m['batch']} "
                            f"{m['batch_s'] * 1000:7.1f} ms  per segment {score(m) * 1000:7.1f} ms  "
                            f"{'invariant' if m['invariant'] else 'varies with batch/threads'}")  # fmt: skip
 

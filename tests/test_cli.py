@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from composer.cli import app
+from composer.cli import PADDING_NOTES, app
 from composer.engine.kernels import KERNEL_VERSION
 from composer.engine.tune import isa_tag, machine
 from tests.conftest import REPO
@@ -229,7 +229,8 @@ def test_models_pull_and_list_tiny(tmp_path: Path, monkeypatch) -> None:  # type
     lines = tuned.output.splitlines()
     assert lines[0].startswith(machine()["cpu"]) and lines[0].endswith("composer-tuning.json")
     entry = next(iter(json.loads((tmp_path / "composer-tuning.json").read_text())["entries"].values()))
-    assert lines[1].startswith(f"composer-tiny/musicgen-small: {entry['kernel']}, {entry['rows']}-row chunks (cpu-")
+    chunks = f"{entry['rows']}-row chunks{PADDING_NOTES[entry['pad']]}"
+    assert lines[1].startswith(f"composer-tiny/musicgen-small: {entry['kernel']}, {chunks} (cpu-")
     assert len([line for line in lines if " ms  per segment " in line or "not available" in line]) == 6
     monkeypatch.setenv("COMPOSER_CPU_DTYPE", "float16")
     overridden = runner.invoke(app, ["models", "tune", "small", "--models", "tiny"])

@@ -12,7 +12,11 @@ So on the CPU every product of the decoder runs through a :class:`Linear`:
   whatever the batch, the prompt length or the number of segments. The chunk size is part of the
   kernel's numerics: 16 rows (:data:`ROWS`) serve up to eight segments with guidance in one pass
   over the weights; 2 rows (one segment with guidance) cost less arithmetic at batch 1, which is
-  what matters where float32 is the only fast type (:mod:`composer.engine.tune` measures both);
+  what matters where float32 is the only fast type (:mod:`composer.engine.tune` measures both).
+  Where the probe finds that a kernel gives a row the same bits in chunks of 2, 4, 8 and 16 rows,
+  the last chunk is padded only to the next of those sizes (``pad="pow2"``): batch 1 runs at the
+  2-row cost and a render's batch in one pass, with the 16-row chunk's numerics; where it gives
+  the same bits at every row count, not padded at all (``pad="none"``);
 - with the weight packed once into oneDNN's blocked layout (what ``torch.compile``'s CPU backend
   does with frozen weights): no per-call repacking, and one fixed kernel per weight;
 - whose result does not depend on the thread count: checked for each kernel on the machine by
@@ -39,6 +43,7 @@ KERNEL_VERSION = 4
 ROWS = 16  # the default chunk: every CPU product runs on row chunks of exactly this many rows
 CHUNKS: tuple[int, ...] = (2, 16)  # chunk sizes the tuner compares: 2 = one segment with guidance
 CPU_KERNELS: tuple[str, ...] = ("float32", "bfloat16", "float16", "int8")
+PADDINGS: tuple[str, ...] = ("whole", "pow2", "none")  # how a Linear pads its last chunk (see Linear)
 
 
 def activation_dtype(kernel: str) -> torch.dtype:
@@ -67,15 +72,19 @@ class Linear:
         weight: (out_features, in_features), any float type; it is converted and packed (a copy on
             the CPU, so the caller may free it).
         kernel: one of :data:`CPU_KERNELS`, or "plain".
-        pad: pad the last chunk to ``rows`` rows. Needed where the kernel's rounding depends on
-            how many rows it is given; :func:`probe` finds where it does not (then the tokens are
-            the same either way, and unpadded is faster for small batches).
+        pad: how the last chunk is padded (:data:`PADDINGS`): "whole" to ``rows`` rows, needed
+            where the kernel's rounding depends on how many rows it is given; "pow2" to the next
+            power of two from 2 up to ``rows``; "none" not at all. :func:`probe` finds where the
+            last two give the same bits as "whole" (then the tokens are the same, and small
+            batches are faster).
         rows: the chunk size (one of :data:`CHUNKS`).
     """
 
-    def __init__(self, weight: torch.Tensor, kernel: str, pad: bool = True, rows: int = ROWS):
+    def __init__(self, weight: torch.Tensor, kernel: str, pad: str = "whole", rows: int = ROWS):
         import torch
 
+        if pad not in PADDINGS:
+            raise ValueError(f"unknown padding {pad!r}")
         self.kernel = kernel
         self.pad = pad
         self.rows = rows
@@ -112,6 +121,14 @@ class Linear:
             return self.weight.float() * self.scales.float()[:, None]
         return self.weight.to_dense()
 
+    def padded(self, m: int) -> int:
+        """How many rows the kernel is given for ``m`` rows (chunks of ``rows``, the last one padded)."""
+        rest = m % self.rows
+        if not rest or self.pad == "none":
+            return m
+        last = self.rows if self.pad == "whole" else min(self.rows, max(2, 1 << (rest - 1).bit_length()))
+        return m - rest + last
+
     def _chunk(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
@@ -130,8 +147,8 @@ class Linear:
         if rows.dtype != self.dtype:
             rows = rows.to(self.dtype)
         m, chunk = rows.shape[0], self.rows
-        if m % chunk and self.pad:  # pad to whole chunks: every call of the kernel has the same shape
-            rows = torch.cat([rows, rows.new_zeros(-m % chunk, self.in_features)])
+        if self.padded(m) > m:  # every call of the kernel has one of a few fixed shapes
+            rows = torch.cat([rows, rows.new_zeros(self.padded(m) - m, self.in_features)])
         if rows.shape[0] <= chunk:
             out = self._chunk(rows)
         else:
@@ -236,7 +253,7 @@ def probe(
     kernel: str,
     shapes: list[tuple[int, int]],
     thread_counts: list[int],
-    pad: bool = True,
+    pad: str = "whole",
     seed: int = 0,
     rows: int = ROWS,
 ) -> dict[str, Any]:
@@ -244,8 +261,8 @@ def probe(
 
     For each (out_features, in_features) in ``shapes``: random weights and 2 * ROWS + 3 random rows
     (ROWS or ``rows``, the larger); the reference is every row computed alone on one thread; then all
-    rows together, rows in reversed order, a row beside different rows, and (unpadded) the first m
-    rows for every m up to that size, at each of ``thread_counts``.
+    rows together, rows in reversed order, a row beside different rows, and (padded otherwise than to
+    whole chunks) the first m rows for every m up to that size, at each of ``thread_counts``.
 
     Returns:
         {"invariant": bool, "failures": [descriptions]}.
@@ -268,8 +285,8 @@ def probe(
                     ("reversed", lin(x.flip(0)).flip(0)),
                     ("beside others", lin(torch.cat([x[:1], others]))[:1]),
                 ]
-                if not pad:
-                    checks += [(f"{m} rows", lin(x[:m])) for m in range(2, max(rows, ROWS))]
+                if pad != "whole":
+                    checks += [(f"{m} rows", lin(x[:m])) for m in range(2, max(rows, ROWS) + 1)]
             for name, got in checks:
                 m = got.shape[0]
                 if not torch.equal(got, alone[:m]):

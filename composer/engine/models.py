@@ -44,7 +44,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype  # the LM decoder's hidden states and KV cache
     kernel: str = ""  # how its products run (composer.engine.kernels): "plain" on CUDA, else the CPU kernel
-    pad: bool = True  # CPU kernels: pad row chunks (composer.engine.tune found where it is not needed)
+    pad: str = "whole"  # CPU kernels: how row chunks are padded (kernels.PADDINGS; composer.engine.tune probes)
     rows: int = 16  # CPU kernels: rows per chunk (composer.engine.kernels.CHUNKS)
     numerics: str = ""  # what decides its tokens besides the request: part of every cache key
     kernel_choice: dict[str, Any] = field(default_factory=dict)  # how the CPU kernel was chosen (for records)
@@ -221,7 +221,7 @@ def load_model(name: str, settings: Settings) -> LoadedModel:
     )
 
     device = pick_device(settings.device)
-    kernel, pad, rows, numerics, note = "plain", True, 16, "", {}
+    kernel, pad, rows, numerics, note = "plain", "whole", 16, "", {}
     if device.type == "cuda":
         dtype = cuda_dtype(device) if settings.cuda_dtype == "auto" else getattr(torch, settings.cuda_dtype)
         numerics = cuda_numerics(device, dtype)
@@ -307,7 +307,7 @@ def cpu_choice(shape: DecoderShape | None, settings: Settings) -> Choice:
     """The CPU kernel for a decoder shape (tuned once per machine, see composer.engine.tune)."""
 
     if shape is None:  # not cached yet: only an explicit choice is known
-        return Choice(settings.cpu_dtype, True, True, 16, "set", {})
+        return Choice(settings.cpu_dtype, True, "whole", 16, "set", {})
     # The tuning file's identity is part of the key: a `compose models tune` here or in another process
     # (a cluster's actors read the file) replaces the choice for every later plan and load.
     try:

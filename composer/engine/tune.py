@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANDIDATES: tuple[str, ...] = ("float32", "bfloat16", "float16")
-TUNE_VERSION = 3  # bumped when a tuning recorded before would be wrong (3: the probe kept its chunk size)
+TUNE_VERSION = 4  # bumped when a tuning recorded before would be wrong (3: the probe kept its chunk size, 4: paddings)
 TUNE_BATCH = 4  # segments per batch the kernels are compared at (with batch 1): what renders run
 TUNING_FILE = "composer-tuning.json"
 WORKING_SET_BYTES = 1 << 30  # weights cycled through while timing: past the caches, like a real step
@@ -72,7 +72,7 @@ class Choice:
 
     kernel: str
     invariant: bool  # every row's bits independent of batch and thread count (probed)
-    pad: bool  # rows are padded to whole chunks (False where the probe showed no need)
+    pad: str  # how the last row chunk is padded (kernels.PADDINGS): "whole" unless the probe showed no need
     rows: int  # rows per chunk
     how: str  # "tuned", "cached" or "set" (COMPOSER_CPU_DTYPE)
     measured: dict[str, Any]  # the timings and probes behind it (empty when set explicitly)
@@ -178,7 +178,7 @@ def decide(measured: dict[str, dict[str, Any]]) -> tuple[str, int, bool]:
 
 # -- measuring ------------------------------------------------------------------------------------
 def time_products(
-    kernel: str, shape: DecoderShape, rows: list[int], pad: bool = True, repeats: int = 3, chunk: int = ROWS
+    kernel: str, shape: DecoderShape, rows: list[int], pad: str = "whole", repeats: int = 3, chunk: int = ROWS
 ) -> dict[int, float]:
     """Seconds for the products of one decode step (all layers and the LM heads) at each row count.
 
@@ -217,13 +217,17 @@ def time_products(
 
 def probe_variant(
     kernel: str, shapes: list[tuple[int, int]], counts: list[int], rows: int
-) -> tuple[bool, bool, list[str]]:
-    """(invariant, pad, failures) of a kernel and chunk size: padded chunks are probed first; where
-    they are invariant, unpadded ones too (no padding needed when those are invariant as well)."""
-    padded = probe(kernel, shapes, counts, pad=True, rows=rows)
-    unpadded = probe(kernel, shapes, counts, pad=False, rows=rows) if padded["invariant"] else {}
-    failures = padded["failures"] + probe_attention(kernel, counts)
-    return not failures, not unpadded.get("invariant", False), failures
+) -> tuple[bool, str, list[str]]:
+    """(invariant, padding, failures) of a kernel and chunk size: chunks padded whole are probed first;
+    where they are invariant, unpadded ones, then (chunks over 2 rows) ones padded to a power of two:
+    the first of those that is invariant too gives the same bits with fewer rows computed."""
+    failures = probe(kernel, shapes, counts, pad="whole", rows=rows)["failures"] + probe_attention(kernel, counts)
+    if failures:
+        return False, "whole", failures
+    for pad in ("none", "pow2") if rows > 2 else ("none",):
+        if probe(kernel, shapes, counts, pad=pad, rows=rows)["invariant"]:
+            return True, pad, []
+    return True, "whole", []
 
 
 def measure(
@@ -284,10 +288,10 @@ def choose_kernel(shape: DecoderShape, settings: Settings, force: bool = False) 
         else:  # not measured here: probe it at the default chunk (fast), so the record says what it guarantees
             shapes = sorted(set(shape.products()) | {(shape.codebooks * shape.vocab, shape.hidden)})
             counts = sorted({1, 2, 3, 4, _threads()})
-            facts = {"invariant": packing_available(kernel) and probe(kernel, shapes, counts, pad=True)["invariant"],
-                     "pad": True}  # fmt: skip
+            facts = {"invariant": packing_available(kernel) and probe(kernel, shapes, counts)["invariant"],
+                     "pad": "whole"}  # fmt: skip
             rows = ROWS
-        return Choice(kernel, bool(facts.get("invariant")), bool(facts.get("pad", True)), rows, "set", {})
+        return Choice(kernel, bool(facts.get("invariant")), str(facts.get("pad", "whole")), rows, "set", {})
     path = settings.cache_dir / TUNING_FILE
     data = _read(path) or {"version": TUNE_VERSION, "entries": {}}
     key = tuning_key(shape, TUNE_BATCH)
@@ -297,7 +301,7 @@ def choose_kernel(shape: DecoderShape, settings: Settings, force: bool = False) 
         measured = measure(shape, TUNE_BATCH)
         kernel, rows, invariant = decide(measured)
         entry = {"kernel": kernel, "rows": rows, "invariant": invariant,
-                 "pad": measured[variant(kernel, rows)].get("pad", True),
+                 "pad": measured[variant(kernel, rows)].get("pad", "whole"),
                  "measured": measured, "threads": _threads(), "isa": isa_summary(),
                  "date": dt.date.today().isoformat(), "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
         data["entries"][key] = entry
@@ -308,7 +312,7 @@ def choose_kernel(shape: DecoderShape, settings: Settings, force: bool = False) 
         how = "tuned"
     else:
         how = "cached"
-    return Choice(entry["kernel"], bool(entry["invariant"]), bool(entry.get("pad", True)), int(entry["rows"]), how,
+    return Choice(entry["kernel"], bool(entry["invariant"]), str(entry.get("pad", "whole")), int(entry["rows"]), how,
                   entry["measured"])  # fmt: skip
 
 

@@ -64,7 +64,7 @@ class DecoderWeights:
         return sum(lin.nbytes for lin in self.linears())
 
 
-def decoder_weights(model: Any, kernel: str, pad: bool = True, rows: int = ROWS) -> DecoderWeights:
+def decoder_weights(model: Any, kernel: str, pad: str = "whole", rows: int = ROWS) -> DecoderWeights:
     """The fast loop's view of a transformers MusicGen model's decoder, built once per (model, kernel, pad, rows).
 
     For a CPU kernel the modules' own copies of the packed weights are (again) released on every call,
@@ -72,7 +72,7 @@ def decoder_weights(model: Any, kernel: str, pad: bool = True, rows: int = ROWS)
     """
     decoder = model.decoder.model.decoder
     cache: dict[str, DecoderWeights] = decoder.__dict__.setdefault("_composer_weights", {})
-    key = "plain" if kernel == "plain" else f"{kernel}-r{rows}" + ("" if pad else "-unpadded")
+    key = "plain" if kernel == "plain" else f"{kernel}-r{rows}-{pad}"
     if key not in cache:
         if kernel != "plain":  # one packed copy at a time: another one would hold the weights twice
             restore_weights(model.decoder)
@@ -141,7 +141,7 @@ def _plain(model: Any) -> DecoderWeights:
     return _build(model, "plain", embed.dtype, make)
 
 
-def _packed(model: Any, kernel: str, pad: bool, rows: int) -> DecoderWeights:
+def _packed(model: Any, kernel: str, pad: str, rows: int) -> DecoderWeights:
     """Pack every product for ``kernel``; the modules' copies are released by :func:`decoder_weights`."""
     import torch
 

@@ -86,3 +86,20 @@ def test_tokens_do_not_depend_on_batch_position_or_threads(kernel: str, chunk: i
         for name, codes in runs[1:]:
             differ = np.nonzero((codes != first).any(axis=0))[0]
             assert not differ.size, f"row {i}: {name} differs from {first_name} from frame {differ[0]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", CANDIDATES)
+def test_lighter_padding_keeps_the_whole_chunks_tokens(kernel: str) -> None:
+    """Where the probe lets 16-row chunks be padded less (to 2, 4 or 8 rows, or not at all), the tokens are
+    those of whole 16-row chunks: the padding is speed only, so it is no part of the numerics (cache keys)."""
+    if not packing_available(kernel):
+        pytest.skip(f"this CPU or torch build has no {kernel} kernel, so the tuner cannot choose it here")
+    lighter = wide_model(kernel, 16)
+    batches = [[0, 1, 2, 3], [5], [3]]  # 8 rows with guidance, 2, and 1 (row 3 has none)
+    got = [FastDecoder(lighter).generate([rows()[i] for i in batch]) for batch in batches]
+    lighter.pad = "whole"
+    want = [FastDecoder(lighter).generate([rows()[i] for i in batch]) for batch in batches]
+    for batch, a, b in zip(batches, got, want, strict=True):
+        for i, x, y in zip(batch, a, b, strict=True):
+            assert np.array_equal(x, y), f"row {i} with {lighter.pad} padding"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from composer.settings import Settings
 
 def m(batch1_ms: float, batch_ms: float, invariant: bool = True, available: bool = True) -> dict[str, object]:
     """One variant's measurement: step times at batch 1 and for 4 segments (ms)."""
-    return {"available": available, "invariant": invariant, "pad": True, "batch1_s": batch1_ms / 1000,
+    return {"available": available, "invariant": invariant, "pad": "whole", "batch1_s": batch1_ms / 1000,
             "batch_s": batch_ms / 1000, "batch": 4}  # fmt: skip
 
 
@@ -146,16 +147,16 @@ def test_the_probe_catches_a_product_that_rounds_with_the_batch(monkeypatch: pyt
     from composer.engine import kernels
 
     shapes = [(48, 32), (32, 48), (64, 32)]
-    assert kernels.probe("float32", shapes, [1, 2], pad=True, rows=2)["invariant"]
+    assert kernels.probe("float32", shapes, [1, 2], pad="whole", rows=2)["invariant"]
     built: list[int] = []
     real_init, real_chunk = kernels.Linear.__init__, kernels.Linear._chunk
 
-    def init(self: kernels.Linear, weight: object, kernel: str, pad: bool = True, rows: int = kernels.ROWS) -> None:
+    def init(self: kernels.Linear, weight: object, kernel: str, pad: str = "whole", rows: int = kernels.ROWS) -> None:
         built.append(rows)
         real_init(self, weight, kernel, pad, rows)  # type: ignore[arg-type]
 
     monkeypatch.setattr(kernels.Linear, "__init__", init)
-    assert kernels.probe("float32", shapes, [1], pad=False, rows=2)["invariant"]
+    assert kernels.probe("float32", shapes, [1], pad="none", rows=2)["invariant"]
     assert built == [2, 2, 2], "every shape probed at the chunk size asked for"
 
     def rounds_with_rows(self: kernels.Linear, x: object) -> object:
@@ -163,9 +164,9 @@ def test_the_probe_catches_a_product_that_rounds_with_the_batch(monkeypatch: pyt
         return out + 1e-6 * out.shape[0]  # type: ignore[attr-defined]  # like a blocking chosen by row count
 
     monkeypatch.setattr(kernels.Linear, "_chunk", rounds_with_rows)
-    unpadded = kernels.probe("float32", shapes, [1], pad=False, rows=16)
+    unpadded = kernels.probe("float32", shapes, [1], pad="none", rows=16)
     assert not unpadded["invariant"] and any("rows" in f or "batched" in f for f in unpadded["failures"])
-    assert kernels.probe("float32", shapes, [1], pad=True, rows=16)["invariant"], "padded chunks all have 16 rows"
+    assert kernels.probe("float32", shapes, [1], pad="whole", rows=16)["invariant"], "padded chunks all have 16 rows"
 
 
 def test_attention_is_the_usual_attention_and_the_probe_catches_one_that_rounds_by_thread(
@@ -197,3 +198,55 @@ def test_attention_is_the_usual_attention_and_the_probe_catches_one_that_rounds_
     failures = kernels.probe_attention("float32", [1, 2])
     assert failures and all("2 thread(s)" in f for f in failures)
     assert not tune.probe_variant("float32", [(32, 32)], [1, 2], rows=2)[0], "the tuner refuses such a kernel"
+
+
+@pytest.mark.parametrize(
+    ("pad", "sizes"),
+    [("whole", [16, 16, 16, 16, 16, 32, 32]), ("pow2", [2, 2, 4, 8, 16, 18, 20]), ("none", [1, 2, 3, 5, 16, 17, 19])],
+)
+def test_the_last_chunk_is_padded_as_asked(monkeypatch: pytest.MonkeyPatch, pad: str, sizes: list[int]) -> None:
+    """Rows 1, 2, 3, 5, 16, 17, 19 in 16-row chunks: what the kernel is given, and each row's result."""
+    import torch
+
+    from composer.engine import kernels
+
+    given: list[int] = []
+    real_chunk = kernels.Linear._chunk
+
+    def spy(self: kernels.Linear, x: torch.Tensor) -> torch.Tensor:
+        given.append(x.shape[0])
+        return real_chunk(self, x)
+
+    monkeypatch.setattr(kernels.Linear, "_chunk", spy)
+    weight = torch.randn(24, 8)
+    lin = kernels.Linear(weight, "float32", pad=pad, rows=16)
+    for m, size in zip([1, 2, 3, 5, 16, 17, 19], sizes, strict=True):
+        given.clear()
+        x = torch.randn(m, 8)
+        out = lin(x)
+        assert out.shape == (m, 24) and sum(given) == size == lin.padded(m), (m, given)
+        assert torch.allclose(out, x @ weight.T, atol=1e-5)
+    with pytest.raises(ValueError, match="padding"):
+        kernels.Linear(weight, "float32", pad="half")
+
+
+def test_the_probe_pads_a_chunk_only_as_little_as_the_kernel_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that rounds one row alone otherwise (a matrix-vector path) gets power-of-two padding; one
+    that rounds by every row count gets whole chunks; an exact one none; 2-row chunks never pow2."""
+    from composer.engine import kernels
+
+    shapes = [(48, 32), (32, 48)]
+
+    def rounding(bias: Any) -> None:
+        def chunk(self: kernels.Linear, x: Any) -> Any:  # each row on its own, then the kernel's quirk
+            return (x[:, None, :] * self.dense()[None]).sum(-1) + bias(x.shape[0])
+
+        monkeypatch.setattr(kernels.Linear, "_chunk", chunk)
+
+    rounding(lambda m: 0.0)
+    assert tune.probe_variant("float32", shapes, [1, 2], 16)[:2] == (True, "none")
+    rounding(lambda m: 1e-3 * (m == 1))
+    assert tune.probe_variant("float32", shapes, [1, 2], 16)[:2] == (True, "pow2")
+    assert tune.probe_variant("float32", shapes, [1, 2], 2)[:2] == (True, "whole")
+    rounding(lambda m: 1e-3 * m)
+    assert tune.probe_variant("float32", shapes, [1, 2], 16)[:2] == (True, "whole")
