@@ -146,9 +146,9 @@ class Linear:
         rows = x.reshape(-1, self.in_features)
         if rows.dtype != self.dtype:
             rows = rows.to(self.dtype)
-        m, chunk = rows.shape[0], self.rows
-        if self.padded(m) > m:  # every call of the kernel has one of a few fixed shapes
-            rows = torch.cat([rows, rows.new_zeros(self.padded(m) - m, self.in_features)])
+        m, chunk, size = rows.shape[0], self.rows, self.padded(rows.shape[0])
+        if size > m:  # every call of the kernel has one of a few fixed shapes
+            rows = torch.cat([rows, rows.new_zeros(size - m, self.in_features)])
         if rows.shape[0] <= chunk:
             out = self._chunk(rows)
         else:
